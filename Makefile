@@ -1,0 +1,41 @@
+# Two commands: `make run` and `make test`. Both create .venv and install what is needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= config.yaml
+MEDIAPIPE_VERSION := 1.2.2
+
+.PHONY: setup run test lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/system-deps.sh
+	bash scripts/system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[train,dev]'
+	# MediaPipe's wheel declares opencv-contrib-python, which clashes with the headless
+	# cv2 we use; its face detector needs none of it, so install it without deps.
+	$(BIN)/pip install -q --no-deps mediapipe==$(MEDIAPIPE_VERSION)
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/edge-daemon run -c $(CONFIG)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/edge-daemon bench --source $${EDGE_DATA_DIR:-../shared/data}/videos/pyfeat__single_face.mp4 --json
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,3 @@
+"""Edge emotion-analytics daemon."""
+
+__version__ = "0.1.0"

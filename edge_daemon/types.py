@@ -1,0 +1,112 @@
+"""Small validated value types that flow between pipeline stages.
+
+Data flows one way: source -> detector -> classifier -> tracker -> event policy ->
+publisher. Each stage receives one of these immutable values and produces the next;
+none of them holds a reference back to a stage.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class StreamStatus(str, enum.Enum):
+    """Lifecycle of one camera stream, as published on ``<prefix>/<camera>/state``."""
+
+    STARTING = "starting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"  # a file source without loop reached its end
+    FAILED = "failed"  # a permanent error that retrying cannot fix (e.g. bad media file)
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame from a camera.
+
+    ``ts`` is wall-clock epoch seconds (for payloads); ``mono`` is ``time.monotonic()``
+    at capture (for latency and for the event policy, which must not see clock jumps).
+    ``image`` is BGR uint8 HxWx3 and must not be modified by consumers.
+    """
+
+    camera: str
+    seq: int
+    ts: float
+    mono: float
+    image: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Face boxes of one frame in pixel coordinates, ``xyxy`` float32 [N, 4].
+
+    ``scores`` is float32 [N]. Validated at construction so downstream stages never
+    see mismatched lengths or inverted boxes.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if len(xyxy) != len(scores):
+            raise ValueError(f"Detections: {len(xyxy)} boxes but {len(scores)} scores")
+        if len(xyxy) and (np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1])):
+            raise ValueError("Detections: boxes must be x1<=x2, y1<=y2")
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "scores", scores)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceObservation:
+    """One detected face with its class probabilities (in the model's label order)."""
+
+    xyxy: tuple[float, float, float, float]
+    det_score: float
+    probs: np.ndarray  # float32 [num_classes], sums to 1
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSnapshot:
+    """State of one confirmed track after a tracker update."""
+
+    track_id: int
+    xyxy: tuple[float, float, float, float]
+    probs: np.ndarray  # smoothed probabilities, model label order
+    age_s: float
+    observed: bool  # True when matched to a detection in this frame
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An emotion event produced by the event policy for one camera."""
+
+    type: str  # "start" | "update" | "end" | "alert"
+    camera: str
+    track_id: int
+    emotion: str
+    confidence: float
+    scores: dict[str, float]
+    bbox: tuple[float, float, float, float]  # normalised x, y, w, h
+    ts: float  # epoch seconds
+    extra: dict[str, object] = field(default_factory=dict)
