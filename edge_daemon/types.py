@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-class StreamStatus(str, enum.Enum):
+class StreamStatus(enum.StrEnum):
     """Lifecycle of one camera stream, as published on ``<prefix>/<camera>/state``."""
 
     STARTING = "starting"

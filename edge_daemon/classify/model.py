@@ -1,0 +1,134 @@
+"""Loading and running the ONNX emotion model.
+
+The model file is the single source of truth for pre-processing: a file without the
+metadata contract (see :mod:`edge_daemon.modelmeta`) or whose graph disagrees with it is
+refused at load with a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_daemon.modelmeta import ModelContract, ModelContractError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "emotion.onnx"
+
+
+class ModelLoadError(Exception):
+    """The model cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    providers: tuple[str, ...]
+    input_name: str
+    contract: ModelContract
+
+
+def choose_providers(requested: str) -> list[str]:
+    """``auto``: CUDA when onnxruntime offers it, then CPU. ``cpu``/``cuda``: forced."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested == "cpu":
+        return ["CPUExecutionProvider"]
+    if requested == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise ModelLoadError(
+                "model.providers is 'cuda' but this onnxruntime has no CUDA provider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu or use 'auto'"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class EmotionModel:
+    """An onnxruntime session plus the contract it was exported with.
+
+    ``predict(crops)`` takes uint8 face crops already cut and resized to the contract
+    (see :mod:`edge_daemon.classify.crop`) and returns calibrated probabilities.
+    """
+
+    def __init__(self, path: Path | None = None, providers: str = "auto", threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        path = Path(path) if path is not None else BUNDLED_MODEL
+        if not path.is_file():
+            raise ModelLoadError(f"model file {path} does not exist (model.path)")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), so, providers=choose_providers(providers)
+            )
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+            raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.contract = ModelContract.from_metadata(meta)
+        except ModelContractError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelLoadError(f"{path}: expected one input and one output")
+        shape = inputs[0].shape
+        c, s = self.contract.channels, self.contract.input_size
+        if len(shape) != 4 or list(shape[1:]) != [c, s, s]:
+            raise ModelLoadError(
+                f"{path}: input shape {shape} does not match metadata (expected [N, {c}, {s}, {s}])"
+            )
+        out_shape = outputs[0].shape
+        if len(out_shape) != 2 or out_shape[1] != len(self.contract.labels):
+            raise ModelLoadError(
+                f"{path}: output shape {out_shape} does not match the {len(self.contract.labels)} "
+                f"labels in its metadata"
+            )
+        self.input_name = inputs[0].name
+        self.info = ModelInfo(
+            path, tuple(self.session.get_providers()), self.input_name, self.contract
+        )
+        self.warmup_ms = self._warmup()
+        log.info(
+            "emotion model %s: labels=%s providers=%s warm-up %.1f ms",
+            path.name,
+            ",".join(self.contract.labels),
+            ",".join(self.info.providers),
+            self.warmup_ms,
+        )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+    def _warmup(self) -> float:
+        s = self.contract.input_size
+        shape = (4, s, s) if self.contract.channels == 1 else (4, s, s, 3)
+        t = time.perf_counter()
+        for _ in range(3):
+            self.predict(np.full(shape, 128, np.uint8))
+        return (time.perf_counter() - t) * 1000 / 3
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops [N, S, S] (gray) -> float32 probabilities [N, len(labels)]."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = self.contract.normalize(crops)
+        out = self.session.run(None, {self.input_name: x})[0]
+        return self.contract.to_probs(out)
+
+    def logits(self, crops: np.ndarray) -> np.ndarray:
+        x = self.contract.normalize(crops)
+        return self.session.run(None, {self.input_name: x})[0]

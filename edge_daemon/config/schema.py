@@ -1,0 +1,534 @@
+"""The one strict configuration schema of the daemon (pydantic v2).
+
+Every model derives from :class:`StrictModel`: unknown keys are errors (``extra="forbid"``),
+instances are immutable (``frozen=True``), NaN/inf are rejected, and every field carries a
+description and its bounds. The field names are the contract the rest of the daemon uses.
+
+File paths (model, file sources, TLS files) are resolved against ``context["base_dir"]``
+when validated with ``AppConfig.model_validate(data, context={"base_dir": ...})`` (the
+loader passes the config file's directory), else against the current directory, and must
+name an existing, readable regular file.
+
+Rules that span several fields raise :class:`pydantic_core.PydanticCustomError` of type
+``"config_rule"`` whose context holds ``sub_loc``: the location, relative to the model that
+raised it, of the key the user has to change (the loader uses it to point at the right line).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from edge_daemon.labels import FER_LABELS
+
+__all__ = [
+    "BUNDLED_MODEL_PATH",
+    "EMOTIONS",
+    "NAME_PATTERN",
+    "SOURCE_TYPES",
+    "AlertRule",
+    "AppConfig",
+    "CameraConfig",
+    "CameraSource",
+    "DetectorConfig",
+    "EmbeddedBrokerConfig",
+    "Emotion",
+    "EventsConfig",
+    "FileSource",
+    "MjpegSource",
+    "ModelConfig",
+    "MqttConfig",
+    "RtspSource",
+    "SampleSource",
+    "StrictModel",
+    "TlsConfig",
+    "TrackerConfig",
+    "UsbSource",
+    "redact_url",
+]
+
+Emotion = Literal[FER_LABELS]  # type: ignore[valid-type]  # one spelling: edge_daemon.labels
+#: The seven FER emotion names. This is the only place they are spelled out.
+EMOTIONS: tuple[str, ...] = get_args(Emotion)
+
+#: Camera and alert names end up in MQTT topics: keep them to a safe alphabet.
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+#: The emotion model shipped inside the package (used when ``model.path`` is null).
+BUNDLED_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "emotion.onnx"
+
+_USB_DEVICE_RE = re.compile(r"^/dev/video\d+$")
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys forbidden, immutable, finite numbers only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _rule_error(message: str, *sub_loc: str | int) -> PydanticCustomError:
+    """A cross-field error pointing at ``sub_loc`` (relative to the raising model)."""
+    return PydanticCustomError("config_rule", message, {"sub_loc": tuple(sub_loc)})
+
+
+def _value_error(message: str) -> PydanticCustomError:
+    """A field-level error whose message is shown to the user unchanged."""
+    return PydanticCustomError("config_value", message)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``value`` as the user wrote it in YAML, shortened."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def redact_url(url: str) -> str:
+    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x`` (other URLs unchanged)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return url
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context
+    if isinstance(context, dict) and context.get("base_dir") is not None:
+        return Path(context["base_dir"])
+    return Path.cwd()
+
+
+def _readable_file(value: Path, info: ValidationInfo) -> Path:
+    """Resolve ``value`` against the base directory; it must be a readable regular file."""
+    base = _base_dir(info)
+    hint = "" if value.is_absolute() else f" (relative paths are resolved against {base})"
+    try:
+        path = value.expanduser()
+        if not path.is_absolute():
+            path = base / path
+        path = Path(os.path.normpath(path))
+        exists, is_file, readable = path.exists(), path.is_file(), os.access(path, os.R_OK)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _value_error(f"unusable file path {_short(str(value))}: {exc}") from None
+    if not exists:
+        raise _value_error(f"file not found: {path}{hint}")
+    if not is_file:
+        raise _value_error(f"not a regular file: {path}")
+    if not readable:
+        raise _value_error(f"file is not readable (check its permissions): {path}")
+    return path
+
+
+ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class ModelConfig(StrictModel):
+    """The emotion classifier (ONNX) and how it is run."""
+
+    path: ReadableFile | None = Field(
+        None,
+        description="ONNX emotion model; null = the bundled edge_daemon/models/emotion.onnx. "
+        "Relative paths are resolved against the config file's directory.",
+    )
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime execution provider; auto = CUDA when available, else CPU"
+    )
+    intra_op_threads: int = Field(
+        1, ge=1, le=64, description="onnxruntime intra-op threads for the classifier"
+    )
+    max_batch: int = Field(
+        32, ge=1, le=256, description="faces per inference batch (also the cap per frame)"
+    )
+
+    def resolved_path(self) -> Path:
+        """The model file to load: ``path`` or the bundled model."""
+        return self.path if self.path is not None else BUNDLED_MODEL_PATH
+
+
+class DetectorConfig(StrictModel):
+    """Face detection (MediaPipe)."""
+
+    model: Literal["short_range", "full_range"] = Field(
+        "full_range",
+        description="short_range: faces within ~2 m of the camera; full_range: up to ~5 m",
+    )
+    min_confidence: float = Field(
+        0.5, ge=0.05, le=0.99, description="minimum detector score for a face"
+    )
+    max_input_width: int = Field(
+        640,
+        ge=0,
+        le=4096,
+        description="frames wider than this are downscaled before detection; 0 = never "
+        "(otherwise 64..4096)",
+    )
+    every_n_frames: int = Field(
+        1, ge=1, le=30, description="run detection every Nth frame; track in between"
+    )
+    max_faces: int = Field(20, ge=1, le=256, description="maximum faces kept per frame")
+    min_face_px: int = Field(
+        20, ge=4, le=1024, description="faces smaller than this (pixels) are ignored and counted"
+    )
+
+    @field_validator("max_input_width")
+    @classmethod
+    def _width_zero_or_large(cls, value: int) -> int:
+        if 0 < value < 64:
+            raise _value_error(f"must be 0 (never downscale) or between 64 and 4096 (got {value})")
+        return value
+
+
+class TrackerConfig(StrictModel):
+    """IoU tracker that links detections across frames."""
+
+    iou_threshold: float = Field(
+        0.3, ge=0.01, le=0.95, description="minimum IoU to match a detection to a track"
+    )
+    min_hits: int = Field(
+        2, ge=1, le=30, description="detections before a track is confirmed (and reported)"
+    )
+    max_missed_s: float = Field(
+        1.0, ge=0.05, le=60, description="a track is lost after this long without a match"
+    )
+    smoothing_half_life_s: float = Field(
+        0.5,
+        ge=0,
+        le=30,
+        description="EMA half-life of the class probabilities, seconds; 0 = no smoothing",
+    )
+
+
+class EventsConfig(StrictModel):
+    """When emotion events (start/update/end) are emitted."""
+
+    min_confidence: float = Field(
+        0.45, ge=0, le=1, description="smoothed probability the dominant emotion needs"
+    )
+    establish_s: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="how long a dominant emotion must hold before a start/update event",
+    )
+    min_update_interval_s: float = Field(
+        1.0, ge=0, le=3600, description="minimum seconds between two events of one track"
+    )
+
+
+class EmbeddedBrokerConfig(StrictModel):
+    """An in-process MQTT broker (amqtt), so the daemon runs without infrastructure."""
+
+    enabled: bool = Field(False, description="start an embedded MQTT broker")
+    host: str = Field(
+        "127.0.0.1", min_length=1, max_length=253, description="address the broker listens on"
+    )
+    port: int = Field(1883, ge=1, le=65535, description="port the broker listens on")
+
+
+class TlsConfig(StrictModel):
+    """TLS for the MQTT connection. An empty mapping means TLS with the system CAs."""
+
+    ca_file: ReadableFile | None = Field(
+        None, description="CA bundle (PEM) to verify the broker; null = system CAs"
+    )
+    cert_file: ReadableFile | None = Field(
+        None, description="client certificate (PEM) for mutual TLS"
+    )
+    key_file: ReadableFile | None = Field(
+        None, description="client private key (PEM); requires cert_file"
+    )
+    insecure: bool = Field(
+        False, description="skip broker certificate/hostname verification (testing only)"
+    )
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise _rule_error("key_file is set but cert_file is not; set both", "cert_file")
+        return self
+
+
+class MqttConfig(StrictModel):
+    """Where and how events are published."""
+
+    embedded_broker: EmbeddedBrokerConfig = Field(
+        default_factory=EmbeddedBrokerConfig, description="optional in-process broker"
+    )
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, description="broker host")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    client_id: str | None = Field(
+        None, min_length=1, max_length=128, description="MQTT client id; null = generated"
+    )
+    username: str | None = Field(None, min_length=1, max_length=256, description="broker user")
+    password: SecretStr | None = Field(
+        None, description="broker password; prefer ${MQTT_PASSWORD} over writing it here"
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; null = plain TCP")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    topic_prefix: str = Field(
+        "edge",
+        min_length=1,
+        max_length=128,
+        description="first topic level(s); no '#', '+', no leading/trailing '/'",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of event messages")
+    outbox_max: int = Field(
+        10000,
+        ge=10,
+        le=1_000_000,
+        description="events kept while the broker is unreachable (oldest dropped beyond)",
+    )
+    stats_interval_s: float = Field(30, ge=1, le=3600, description="seconds between stats messages")
+    publish_images: bool = Field(False, description="attach a JPEG face crop to events")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if "\x00" in value:
+            raise _value_error("must not contain NUL characters")
+        if "#" in value or "+" in value:
+            raise _value_error(f"must not contain MQTT wildcards '#' or '+' (got {_short(value)})")
+        if value.startswith("/") or value.endswith("/"):
+            raise _value_error(f"must not start or end with '/' (got {_short(value)})")
+        if "//" in value:
+            raise _value_error(f"must not contain empty topic levels '//' (got {_short(value)})")
+        return value
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    shown = _short(redact_url(value))
+    allowed = " or ".join(f"{s}://" for s in schemes)
+    if not any(value.lower().startswith(f"{s}://") for s in schemes):
+        raise _value_error(f"must start with {allowed} (got {shown})")
+    if any(c.isspace() for c in value):
+        raise _value_error(f"must not contain whitespace (got {shown})")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a non-numeric / out-of-range port
+    except ValueError as exc:
+        raise _value_error(f"is not a valid URL: {exc} (got {shown})") from None
+    if not parts.hostname:
+        raise _value_error(f"must include a host, e.g. {schemes[0]}://camera.local/ (got {shown})")
+    return value
+
+
+class FileSource(StrictModel):
+    """A video file (mp4, mkv, ...), decoded with OpenCV."""
+
+    type: Literal["file"] = Field("file", description="source kind")
+    path: ReadableFile = Field(
+        ..., description="video file; relative paths are resolved against the config directory"
+    )
+    loop: bool = Field(True, description="restart at the end instead of ending the stream")
+    realtime: bool = Field(
+        True, description="pace frames at the file's fps; false = as fast as possible"
+    )
+
+
+class UsbSource(StrictModel):
+    """A local V4L2 camera."""
+
+    type: Literal["usb"] = Field("usb", description="source kind")
+    device: int | str = Field(..., description="device index 0..63 or a path like /dev/video0")
+    width: int | None = Field(None, ge=16, le=7680, description="requested width; null = default")
+    height: int | None = Field(None, ge=16, le=4320, description="requested height; null = default")
+    fps: float | None = Field(None, gt=0, le=240, description="requested fps; null = default")
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _valid_device(cls, value: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 <= value <= 63:
+                return value
+        elif isinstance(value, str) and _USB_DEVICE_RE.match(value):
+            return value
+        raise _value_error(
+            f"must be a device index 0..63 or a path like /dev/video0 (got {_short(value)})"
+        )
+
+
+class RtspSource(StrictModel):
+    """An RTSP stream (IP camera, NVR)."""
+
+    type: Literal["rtsp"] = Field("rtsp", description="source kind")
+    url: str = Field(..., description="rtsp:// or rtsps:// URL, may contain user:password@")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport")
+    open_timeout_s: float = Field(
+        10, ge=0.5, le=120, description="give up opening the stream after this long"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _check_url(value, ("rtsp", "rtsps"))
+
+
+class MjpegSource(StrictModel):
+    """An HTTP multipart MJPEG stream."""
+
+    type: Literal["mjpeg"] = Field("mjpeg", description="source kind")
+    url: str = Field(..., description="http:// or https:// URL of the MJPEG stream")
+    open_timeout_s: float = Field(
+        10, ge=0.5, le=120, description="give up opening the stream after this long"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+
+class SampleSource(StrictModel):
+    """Synthetic frames from a public-domain image; needs no hardware."""
+
+    type: Literal["sample"] = Field("sample", description="source kind")
+    fps: float = Field(15, ge=1, le=120, description="frames per second")
+    width: int = Field(640, ge=64, le=3840, description="frame width")
+    height: int = Field(480, ge=64, le=2160, description="frame height")
+
+
+CameraSource = Annotated[
+    FileSource | UsbSource | RtspSource | MjpegSource | SampleSource,
+    Field(discriminator="type"),
+]
+
+#: The allowed ``source.type`` values, in declaration order.
+SOURCE_TYPES: tuple[str, ...] = tuple(
+    get_args(m.model_fields["type"].annotation)[0]
+    for m in (FileSource, UsbSource, RtspSource, MjpegSource, SampleSource)
+)
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class AlertRule(StrictModel):
+    """Raise an ``alert`` event when one emotion stays strong for long enough."""
+
+    name: str = Field(..., pattern=NAME_PATTERN, description="rule name (used in MQTT topics)")
+    emotion: Emotion = Field(..., description="the emotion to watch")
+    min_score: float = Field(0.6, ge=0, le=1, description="smoothed probability threshold")
+    min_duration_s: float = Field(
+        3, ge=0, le=3600, description="the score must stay above min_score this long"
+    )
+    cooldown_s: float = Field(
+        30, ge=0, le=86400, description="minimum seconds between two alerts of this rule"
+    )
+
+
+class CameraConfig(StrictModel):
+    """One camera stream."""
+
+    name: str = Field(..., pattern=NAME_PATTERN, description="unique name (used in MQTT topics)")
+    enabled: bool = Field(True, description="false = keep the entry but do not open it")
+    source: CameraSource = Field(..., description="where frames come from, chosen by `type`")
+    stall_timeout_s: float = Field(
+        10, ge=0.5, le=600, description="no frame for this long -> reopen the source"
+    )
+    reconnect_initial_s: float = Field(
+        1, ge=0.1, le=60, description="first reconnect delay (doubles up to reconnect_max_s)"
+    )
+    reconnect_max_s: float = Field(
+        30, ge=1, le=3600, description="longest reconnect delay; must be >= reconnect_initial_s"
+    )
+    queue_size: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="frames buffered between capture and analysis; oldest dropped and counted",
+    )
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise _rule_error(
+                f"must be >= reconnect_initial_s ({self.reconnect_initial_s:g}) "
+                f"(got {self.reconnect_max_s:g})",
+                "reconnect_max_s",
+            )
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(self.alerts):
+            if rule.name in seen:
+                raise _rule_error(
+                    f"alert name {rule.name!r} is already used by alerts[{seen[rule.name]}]; "
+                    "alert names must be unique per camera",
+                    "alerts",
+                    i,
+                    "name",
+                )
+            seen[rule.name] = i
+        return self
+
+
+# --------------------------------------------------------------------------- root
+
+
+class AppConfig(StrictModel):
+    """The whole daemon configuration (``config.yaml``)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="log verbosity"
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig, description="emotion classifier")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="face detector")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="face tracker")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="event policy")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT output")
+    cameras: list[CameraConfig] = Field(..., min_length=1, description="camera streams")
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> AppConfig:
+        seen: dict[str, int] = {}
+        for i, camera in enumerate(self.cameras):
+            if camera.name in seen:
+                raise _rule_error(
+                    f"camera name {camera.name!r} is already used by cameras[{seen[camera.name]}]"
+                    "; camera names must be unique",
+                    "cameras",
+                    i,
+                    "name",
+                )
+            seen[camera.name] = i
+        return self
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dump for logging: passwords -> ``"***"``, URL passwords too."""
+        data = self.model_dump(mode="json")
+        if self.mqtt.password is not None:
+            data["mqtt"]["password"] = "***"
+        for camera in data["cameras"]:
+            url = camera["source"].get("url")
+            if isinstance(url, str):
+                camera["source"]["url"] = redact_url(url)
+        return data

@@ -1,0 +1,748 @@
+"""MQTT publisher: one thread owns the paho client, the outbox and the per-camera counters.
+
+Threading contract
+    Every public method except ``start``/``stop`` only puts a command on a bounded
+    ``queue.Queue`` with ``put_nowait`` and returns; it never blocks on the network. The
+    publisher thread is the single owner of the paho client, the outbox, the retained
+    state and the per-camera ``seq`` counters. paho callbacks run on that same thread
+    because the thread drives paho itself with ``Client.loop()`` (no ``loop_start``), so
+    no state is shared with a paho network thread.
+
+Delivery
+    Events go to a bounded outbox (``outbox_max``; when full the OLDEST is dropped and
+    counted in ``events_dropped``). An event leaves the outbox only when its PUBACK
+    (QoS 1) / PUBCOMP (QoS 2) arrives (``on_publish`` with its mid), or as soon as it is
+    written for QoS 0. At most ``INFLIGHT_WINDOW`` events are handed to paho at a time.
+    If the connection drops, un-acknowledged events are resent in seq order on the next
+    connection, so delivery is at-least-once: consumers de-duplicate on (camera, seq).
+
+Reconnect
+    Our own loop, not paho's ``loop_forever``/``reconnect_delay_set``: every attempt uses a
+    FRESH paho client, so paho's internal, unbounded resend queue of the previous
+    connection is discarded and the outbox stays the single source of truth (otherwise
+    paho and the outbox would both resend the same events). Attempts back off
+    exponentially from ``reconnect_min_s`` to ``reconnect_max_s`` (with jitter) forever.
+    Each problem (refused, DNS, TLS, auth, ...) is logged once as a WARNING with a hint how
+    to fix it when it starts or changes; repeats go to DEBUG.
+
+Retained topics
+    ``<prefix>/available`` is ``online`` (retained) on every connect, ``offline`` as the
+    last will and on a clean ``stop()``. The latest state of each camera and retained
+    ``publish_raw`` messages are re-published on every connect, so a broker that was
+    restarted without persistence gets them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from edge_daemon.publish.payloads import dumps, event_payload, state_payload, stats_payload
+from edge_daemon.publish.settings import MqttSettings, check_topic_segment
+from edge_daemon.types import Event
+
+log = logging.getLogger(__name__)
+_paho_log = logging.getLogger(__name__ + ".paho")
+
+#: Events handed to paho and not yet acknowledged, at most. Small enough that a reconnect
+#: resends little, large enough to keep a LAN link busy.
+INFLIGHT_WINDOW = 32
+#: Commands waiting for the publisher thread. The thread drains them in microseconds
+#: unless it is stuck in a blocking connect; beyond this, submissions are dropped.
+COMMAND_QUEUE_MAX = 10_000
+#: How long one ``Client.loop()`` waits for network traffic; it bounds the latency of a
+#: newly submitted message while connected.
+_POLL_S = 0.05
+_BATCH = 500  # commands handled between two network polls, so acks keep flowing
+
+
+def _paho_to_debug(client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
+    _paho_log.debug("%s", message)
+
+
+_Kind = Literal["event", "state", "stats", "raw", "snapshot", "wake"]
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """One event in the outbox. ``mid`` is set while it is in flight on the current client."""
+
+    uid: int
+    camera: str
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int | None = None
+
+
+class MqttPublisher:
+    """Publishes events, camera state and stats to an MQTT broker from its own thread.
+
+    Topics (``p`` = ``settings.topic_prefix``): ``p/available`` (retained online/offline),
+    ``p/<camera>/events`` (QoS ``settings.qos``, not retained), ``p/<camera>/state``
+    (retained, QoS 1), ``p/stats`` (QoS 0, dropped while disconnected),
+    ``p/<camera>/snapshot`` (JPEG bytes, QoS 0, only when ``publish_images``).
+    """
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self._s = settings
+        # One id for the whole lifetime: a reconnect then replaces our own half-open old
+        # session on the broker instead of running next to it.
+        self._client_id = (
+            settings.client_id or f"edge-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        )
+        self._queue: queue.Queue[tuple[_Kind, Any]] = queue.Queue(COMMAND_QUEUE_MAX)
+        self._thread: threading.Thread | None = None
+        self._stop_requested = threading.Event()
+        self._stop_deadline = 0.0
+        self._connected_event = threading.Event()
+
+        # Counters read by stats() from any thread; written under the lock.
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = dict.fromkeys(
+            (
+                "events_submitted",
+                "events_published",
+                "events_dropped",
+                "events_invalid",
+                "publish_failures",
+                "connects",
+                "reconnects",
+                "snapshots_published",
+                "snapshots_refused",
+                "messages_dropped",
+            ),
+            0,
+        )
+        self._outbox_depth = 0
+        self._last_error: str | None = None
+        self._queue_full_logged = False  # benign race: only decides whether to log
+
+        # --- owned by the publisher thread only ---
+        self._client: mqtt.Client | None = None
+        self._connected = False
+        self._connack_deadline = 0.0
+        self._client_dead = False  # set by on_disconnect / refused CONNACK
+        self._refused = False  # CONNACK refused (already reported)
+        self._outbox: OrderedDict[int, _Outgoing] = OrderedDict()
+        self._inflight: dict[int, _Outgoing] = {}
+        self._next_uid = 0
+        self._seq: dict[str, int] = {}
+        self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
+        self._backoff = settings.reconnect_min_s
+        self._next_attempt = 0.0
+        self._problem: str | None = None  # key of the last reported connection problem
+        self._was_connected = False
+        self._overflowing = False
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def settings(self) -> MqttSettings:
+        return self._s
+
+    @property
+    def connected_event(self) -> threading.Event:
+        """Set while a CONNACK-accepted connection is up (for tests and health checks)."""
+        return self._connected_event
+
+    def start(self) -> None:
+        """Start the publisher thread; it connects in the background and retries forever."""
+        if self._thread is not None:
+            raise RuntimeError("MqttPublisher.start() called twice (it cannot be restarted)")
+        s = self._s
+        log.info(
+            "MQTT publisher: broker %s:%d%s%s, client id %s, prefix %r",
+            s.host,
+            s.port,
+            " (TLS)" if s.use_tls else "",
+            f", user {s.username!r}" if s.username else "",  # never the password
+            self._client_id,
+            s.topic_prefix,
+        )
+        if s.use_tls and s.tls_insecure:
+            log.warning(
+                "mqtt.tls.insecure is set: the broker certificate and host name are NOT "
+                "verified; use it for testing only"
+            )
+        if not s.use_tls and (s.tls_ca_file or s.tls_cert_file):
+            log.warning("mqtt TLS files are set but TLS is off: connecting without TLS")
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Flush what can be flushed, publish retained ``offline``, disconnect cleanly.
+
+        Returns within about ``timeout`` seconds; events still undelivered then are
+        logged and lost (the broker keeps nothing for a clean session).
+        """
+        if self._thread is None or self._stop_requested.is_set():
+            if self._thread is not None:
+                self._thread.join(timeout)
+            return
+        self._stop_deadline = time.monotonic() + 0.9 * timeout  # leave room for join()
+        self._stop_requested.set()
+        self._put("wake", None)  # may be full: the thread also polls the flag
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("MQTT publisher thread did not stop within %.1f s", timeout)
+
+    def publish_event(self, event: Event) -> bool:
+        """Queue an event; ``seq`` is assigned by the publisher thread in submission order.
+
+        Returns False (and counts it in ``events_dropped``) if it could not be queued.
+        Raises ValueError if the camera id cannot be used in a topic.
+        """
+        check_topic_segment(event.camera)
+        self._count("events_submitted")
+        if not self._put("event", event):
+            self._count("events_dropped")
+            return False
+        return True
+
+    def publish_state(self, camera: str, state: dict[str, Any]) -> bool:
+        """Queue the retained state of ``camera``; only the latest state per camera is kept.
+
+        ``state`` needs ``status`` (a StreamStatus); see ``state_payload``. Raises
+        ValueError/TypeError for an invalid state (checked here, in the caller's thread).
+        """
+        payload = dumps(state_payload(camera, state))
+        return self._put("raw", (self._s.state_topic(camera), payload, True, 1))
+
+    def publish_stats(self, stats: dict[str, Any]) -> bool:
+        """Queue a stats document for ``<prefix>/stats`` (QoS 0, not retained)."""
+        return self._put("raw", (self._s.stats_topic, dumps(stats_payload(stats)), False, 0))
+
+    def publish_raw(
+        self,
+        topic_suffix: str,
+        payload: bytes | str,
+        retain: bool = False,
+        qos: int = 0,
+        *,
+        absolute: bool = False,
+    ) -> bool:
+        """Queue an arbitrary message on ``<prefix>/<topic_suffix>``.
+
+        ``absolute=True`` uses ``topic_suffix`` as the whole topic (Home Assistant
+        discovery lives under ``homeassistant/...``). Retained messages are kept (latest
+        per topic) and re-published on every connect; non-retained ones are sent only
+        while connected and otherwise dropped (counted in ``messages_dropped``).
+        """
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        topic = topic_suffix if absolute else f"{self._s.topic_prefix}/{topic_suffix}"
+        if not topic or "+" in topic or "#" in topic or "\0" in topic:
+            raise ValueError(f"invalid MQTT topic {topic!r}")
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        return self._put("raw", (topic, data, retain, qos))
+
+    def publish_snapshot(self, camera: str, jpeg: bytes) -> bool:
+        """Publish a JPEG on ``<prefix>/<camera>/snapshot`` only if ``publish_images``.
+
+        Images are personal data, so this refuses (returns False, counts
+        ``snapshots_refused``) unless the operator enabled ``mqtt.publish_images``. Not
+        retained, so no face image stays on the broker.
+        """
+        if not self._s.publish_images:
+            self._count("snapshots_refused")
+            return False
+        return self._put("snapshot", (self._s.snapshot_topic(camera), bytes(jpeg)))
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters (safe from any thread).
+
+        ``connected``; ``events_submitted``/``events_published`` (acknowledged, or written
+        for QoS 0)/``events_dropped`` (outbox overflow, queue full, after stop)/
+        ``events_invalid``; ``outbox`` (events not yet acknowledged); ``queue`` (commands
+        not yet handled); ``publish_failures`` (publishes not acknowledged on their
+        connection, resent later); ``connects``/``reconnects`` (accepted connections,
+        after the first); ``snapshots_published``/``snapshots_refused``;
+        ``messages_dropped`` (non-event messages dropped while disconnected);
+        ``last_error`` (the current connection problem with a hint, or None).
+        """
+        with self._lock:
+            out: dict[str, Any] = dict(self._counters)
+            out["outbox"] = self._outbox_depth
+            out["last_error"] = self._last_error
+        out["connected"] = self._connected_event.is_set()
+        out["queue"] = self._queue.qsize()
+        return out
+
+    # ------------------------------------------------------------------ helpers (any thread)
+
+    def _put(self, kind: _Kind, item: Any) -> bool:
+        if self._stop_requested.is_set() and kind != "wake":
+            if kind != "event":  # events are counted by the caller
+                self._count("messages_dropped")
+            return False
+        try:
+            self._queue.put_nowait((kind, item))
+        except queue.Full:
+            if kind == "wake":
+                return False
+            if kind != "event":  # events are counted by the caller
+                self._count("messages_dropped")
+            if not self._queue_full_logged:  # once per episode, not per message
+                self._queue_full_logged = True
+                log.warning(
+                    "MQTT publisher queue full (%d): dropping new messages", COMMAND_QUEUE_MAX
+                )
+            return False
+        self._queue_full_logged = False
+        return True
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] += n
+
+    # ------------------------------------------------------------------ publisher thread
+
+    def _run(self) -> None:
+        while True:
+            if self._stop_requested.is_set() and self._queue.empty():
+                break
+            try:
+                if self._client is None:
+                    wait = max(0.0, self._next_attempt - time.monotonic())
+                    self._handle_commands(wait)
+                    if time.monotonic() >= self._next_attempt and not self._stop_requested.is_set():
+                        self._connect()
+                else:
+                    self._handle_commands(0.0)
+                    self._service_network(_POLL_S)
+            except Exception:  # a bug, not a network error: keep publishing after a pause
+                log.exception("MQTT publisher loop error; reconnecting")
+                self._drop_client()
+        try:
+            self._shutdown()
+        except Exception:
+            log.exception("MQTT publisher shutdown error")
+        finally:
+            self._connected_event.clear()
+
+    def _handle_commands(self, timeout: float) -> None:
+        try:
+            cmd = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return
+        self._handle(*cmd)
+        for _ in range(_BATCH):
+            try:
+                cmd = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(*cmd)
+        self._pump()
+
+    def _handle(self, kind: _Kind, item: Any) -> None:
+        if kind == "event":
+            self._add_event(item)
+        elif kind == "raw":
+            topic, payload, retain, qos = item
+            if retain:
+                # Latest wins; it is (re-)published on every connect.
+                self._retained.pop(topic, None)  # re-insert: replay in submission order
+                self._retained[topic] = (payload, qos)
+            if self._connected:
+                self._send_now(topic, payload, qos, retain)
+            elif not retain:
+                self._count("messages_dropped")
+        elif kind == "snapshot":
+            topic, payload = item
+            if self._connected and self._send_now(topic, payload, 0, False):
+                self._count("snapshots_published")
+            else:
+                self._count("messages_dropped")
+        # "wake" only interrupts the wait
+
+    def _add_event(self, event: Event) -> None:
+        seq = self._seq.get(event.camera, 0) + 1
+        try:
+            payload = dumps(event_payload(event, seq))
+        except (ValueError, TypeError) as exc:
+            # An upstream bug; the seq is not consumed so consumers see no false gap.
+            log.error("dropping invalid event from camera %r: %s", event.camera, exc)
+            self._count("events_invalid")
+            return
+        self._seq[event.camera] = seq
+        if len(self._outbox) >= self._s.outbox_max:
+            _, oldest = self._outbox.popitem(last=False)
+            if oldest.mid is not None:
+                self._inflight.pop(oldest.mid, None)  # a late PUBACK for it is ignored
+            self._count("events_dropped")
+            if not self._overflowing:
+                log.warning(
+                    "MQTT outbox full (%d events): dropping the oldest until the broker "
+                    "is reachable again (raise mqtt.outbox_max to buffer more)",
+                    self._s.outbox_max,
+                )
+                self._overflowing = True
+        self._next_uid += 1
+        entry = _Outgoing(
+            self._next_uid,
+            event.camera,
+            seq,
+            self._s.events_topic(event.camera),
+            payload,
+            self._s.qos,
+        )
+        self._outbox[entry.uid] = entry
+        self._update_depth()
+
+    def _update_depth(self) -> None:
+        with self._lock:
+            self._outbox_depth = len(self._outbox)
+        if len(self._outbox) < self._s.outbox_max:
+            self._overflowing = False
+
+    def _pump(self) -> None:
+        """Hand unsent outbox events to paho, oldest first, up to the in-flight window."""
+        if not self._connected or self._client is None:
+            return
+        delivered: list[int] = []
+        for entry in self._outbox.values():
+            if len(self._inflight) >= INFLIGHT_WINDOW:
+                break
+            if entry.mid is not None:
+                continue
+            info = self._client.publish(entry.topic, entry.payload, qos=entry.qos, retain=False)
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                break  # the connection just went; the loop will notice and reconnect
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._count("publish_failures")
+                log.debug("publish of %s seq %d failed: %s", entry.camera, entry.seq, info.rc)
+                break
+            if entry.qos == 0:
+                delivered.append(entry.uid)  # no acknowledgement exists for QoS 0
+            else:
+                entry.mid = info.mid
+                self._inflight[info.mid] = entry
+        for uid in delivered:
+            del self._outbox[uid]
+        if delivered:
+            self._count("events_published", len(delivered))
+        self._update_depth()
+
+    def _send_now(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        assert self._client is not None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._count("publish_failures")
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # ------------------------------------------------------------------ connection
+
+    def _make_client(self) -> mqtt.Client:
+        s = self._s
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            clean_session=True,  # the outbox, not the broker session, guarantees delivery
+            protocol=mqtt.MQTTv311,  # what both Mosquitto and amqtt speak
+            reconnect_on_failure=False,
+        )
+        # paho logs connection failures at ERROR on every attempt; we report those once
+        # ourselves, so its messages are only useful for debugging.
+        client.on_log = _paho_to_debug
+        client.connect_timeout = s.connect_timeout_s
+        client.max_inflight_messages_set(0)  # unlimited: our window limits it
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.use_tls:
+            client.tls_set_context(self._ssl_context())
+        client.will_set(s.availability_topic, "offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        s = self._s
+        # No CA file: the system trust store (a broker with a public certificate).
+        ctx = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(s.tls_ca_file) if s.tls_ca_file else None
+        )
+        if s.tls_cert_file is not None:
+            ctx.load_cert_chain(
+                str(s.tls_cert_file), str(s.tls_key_file) if s.tls_key_file else None
+            )
+        if s.tls_insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _connect(self) -> None:
+        s = self._s
+        log.debug("connecting to MQTT broker %s:%d", s.host, s.port)
+        try:
+            client = self._make_client()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self._failed(
+                "tls-files",
+                f"cannot load the MQTT TLS files ({exc}): check "
+                "mqtt.tls.ca_file / mqtt.tls.cert_file / mqtt.tls.key_file",
+            )
+            return
+        self._client_dead = False
+        self._refused = False
+        try:
+            # Blocking TCP connect + TLS handshake (bounded by connect_timeout_s), then
+            # CONNECT is sent; CONNACK arrives in a later loop() call -> _on_connect.
+            client.connect(s.host, s.port, keepalive=s.keepalive_s)
+        except Exception as exc:  # classified below; never a traceback per retry
+            key, msg = self._classify(exc)
+            self._failed(key, msg)
+            return
+        self._client = client
+        self._connack_deadline = time.monotonic() + s.connect_timeout_s
+
+    def _classify(self, exc: BaseException) -> tuple[str, str]:
+        s = self._s
+        where = f"{s.host}:{s.port}"
+        if isinstance(exc, socket.gaierror):
+            return "dns", f"cannot resolve MQTT broker host {s.host!r} ({exc}): check mqtt.host"
+        if isinstance(exc, ConnectionRefusedError):
+            return "refused", (
+                f"MQTT broker {where} refused the connection: is the broker running? "
+                "check mqtt.host/mqtt.port"
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
+            return "tls-verify", (
+                f"TLS certificate of MQTT broker {where} not trusted ({exc}): set mqtt.tls.ca_file "
+                "to the CA that signed it and make mqtt.host match the certificate name "
+                "(mqtt.tls.insecure skips the check, for testing only)"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return "tls", (
+                f"TLS handshake with MQTT broker {where} failed ({exc}): is this port a TLS "
+                "listener (mqtt.tls, mqtt.port)? does it need a client certificate "
+                "(mqtt.tls.cert_file/mqtt.tls.key_file)?"
+            )
+        if s.use_tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError):
+            # A plain-MQTT listener resets the connection on a TLS ClientHello.
+            return "tls-reset", (
+                f"MQTT broker {where} reset the connection during the TLS handshake: is this "
+                "port a TLS listener? (Mosquitto's usual TLS port is 8883; plain is 1883.) "
+                "Check mqtt.port, or remove mqtt.tls for a plain listener"
+            )
+        if isinstance(exc, TimeoutError):
+            return "timeout", (
+                f"timed out connecting to MQTT broker {where}: check mqtt.host/mqtt.port, the "
+                "network and firewalls" + ("; does the port speak TLS?" if s.use_tls else "")
+            )
+        if isinstance(exc, OSError):
+            return f"os-{exc.errno}", (
+                f"cannot connect to MQTT broker {where} ({exc}): check mqtt.host/mqtt.port and "
+                "the network"
+            )
+        return f"error-{type(exc).__name__}", f"MQTT connect to {where} failed: {exc!r}"
+
+    def _failed(self, key: str, message: str) -> None:
+        """Report a connection problem (once per change) and schedule the next attempt."""
+        with self._lock:
+            self._last_error = message
+        if key != self._problem:
+            log.warning("%s (retrying, backoff up to %g s)", message, self._s.reconnect_max_s)
+            self._problem = key
+        else:
+            log.debug("%s", message)
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        # +-20 % jitter so a fleet of devices does not reconnect in lockstep.
+        delay = self._backoff * random.uniform(0.8, 1.2)
+        self._next_attempt = time.monotonic() + delay
+        self._backoff = min(self._backoff * 2, self._s.reconnect_max_s)
+
+    def _service_network(self, timeout: float) -> None:
+        assert self._client is not None
+        rc = self._client.loop(timeout=timeout)  # callbacks run here, on this thread
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._client_dead:
+            self._drop_client()
+            return
+        if not self._connected and time.monotonic() > self._connack_deadline:
+            self._failed(
+                "no-connack",
+                (
+                    f"MQTT broker {self._s.host}:{self._s.port} did not answer CONNECT within "
+                    f"{self._s.connect_timeout_s:.0f} s: is it an MQTT port? "
+                    + ("does it expect TLS (mqtt.tls)?" if not self._s.use_tls else "")
+                ),
+            )
+            self._discard_client()
+            return
+        self._pump()
+
+    def _drop_client(self) -> None:
+        """Forget the current client after a lost/refused connection and plan a retry."""
+        if self._client is None:
+            self._schedule_retry()
+            return
+        was_connected, refused = self._connected, self._refused
+        self._discard_client()
+        if was_connected:
+            # A working connection broke: report it once, retry soon (backoff was reset).
+            self._failed("lost", f"lost connection to MQTT broker {self._s.host}:{self._s.port}")
+        elif refused:
+            pass  # already reported and scheduled by _on_connect
+        else:
+            hint = (
+                "is this a TLS port? configure mqtt.tls"
+                if not self._s.use_tls
+                else "check the broker log (does it require a TLS client certificate?)"
+            )
+            self._failed(
+                "closed-before-connack",
+                f"MQTT broker {self._s.host}:{self._s.port} closed the connection before "
+                f"accepting it: {hint}",
+            )
+
+    def _discard_client(self) -> None:
+        client, self._client = self._client, None
+        self._mark_disconnected()
+        if client is not None:
+            client.on_connect = client.on_disconnect = client.on_publish = None
+            # Close the socket WITHOUT a DISCONNECT packet: unless stop() already said
+            # goodbye, the broker must publish our last will ("offline"). paho's __del__
+            # closes its internal wake-up socket pair when the client is collected.
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+
+    def _mark_disconnected(self) -> None:
+        if self._inflight:
+            # They were not acknowledged on this connection: resend on the next one.
+            self._count("publish_failures", len(self._inflight))
+            for entry in self._inflight.values():
+                entry.mid = None
+            self._inflight.clear()
+        self._connected = False
+        self._connected_event.clear()
+
+    # ------------------------------------------------------------------ paho callbacks
+    # (run on the publisher thread inside Client.loop())
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        if client is not self._client:
+            return
+        s = self._s
+        if reason_code.is_failure:
+            name = reason_code.getName()
+            if name in ("Bad user name or password", "Not authorized"):
+                hint = "check mqtt.username/mqtt.password and the broker's ACL"
+            elif name == "Client identifier not valid":
+                hint = "check mqtt.client_id"
+            else:
+                hint = "check the broker log"
+            self._failed(
+                f"connack-{name}",
+                f"MQTT broker {s.host}:{s.port} refused the connection: {name}: {hint}",
+            )
+            self._client_dead = True
+            self._refused = True
+            return
+        self._connected = True
+        self._backoff = s.reconnect_min_s
+        self._count("connects")
+        if self._was_connected:
+            self._count("reconnects")
+        self._was_connected = True
+        with self._lock:
+            self._last_error = None
+        if self._problem is not None:
+            log.info("connected to MQTT broker %s:%d (recovered)", s.host, s.port)
+        else:
+            log.info("connected to MQTT broker %s:%d", s.host, s.port)
+        self._problem = None
+        client.publish(s.availability_topic, "online", qos=1, retain=True)
+        for topic, (payload, qos) in self._retained.items():
+            client.publish(topic, payload, qos=qos, retain=True)
+        self._connected_event.set()
+        self._pump()  # resend everything un-acknowledged, in seq order
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        if client is not self._client:
+            return
+        log.debug("MQTT disconnected: %s", reason_code)
+        self._client_dead = True
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: mqtt.ReasonCode,
+        properties: mqtt.Properties | None,
+    ) -> None:
+        if client is not self._client:
+            return
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return  # availability/state/raw message, or an event already dropped
+        self._outbox.pop(entry.uid, None)
+        if reason_code.is_failure:  # MQTT 5 only; the broker will never accept it
+            self._count("publish_failures")
+            self._count("events_dropped")
+            log.warning("broker rejected event %s seq %d: %s", entry.camera, entry.seq, reason_code)
+        else:
+            self._count("events_published")
+        self._update_depth()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        s = self._s
+        client = self._client
+        if client is not None and self._connected:
+            deadline = self._stop_deadline
+            # Spend up to half the budget delivering what is still in the outbox.
+            flush_until = time.monotonic() + max(0.0, deadline - time.monotonic()) / 2
+            while self._outbox and self._connected and time.monotonic() < flush_until:
+                self._service_network(0.02)
+            if self._client is client and self._connected:
+                info = client.publish(s.availability_topic, "offline", qos=1, retain=True)
+                while (
+                    not info.is_published()
+                    and self._client is client
+                    and time.monotonic() < deadline
+                ):
+                    if client.loop(timeout=0.02) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
+                # A clean DISCONNECT makes the broker discard the last will.
+                client.disconnect()
+                end = time.monotonic() + 0.2
+                while client.socket() is not None and time.monotonic() < end:
+                    client.loop(timeout=0.02)
+        self._discard_client()
+        if self._outbox:
+            log.warning("MQTT publisher stopped with %d undelivered events", len(self._outbox))
+        else:
+            log.info("MQTT publisher stopped")

@@ -1,0 +1,268 @@
+"""OpenCV (FFmpeg / V4L2) backends: video files, USB cameras and RTSP streams.
+
+Each backend is driven by one :class:`~edge_daemon.sources.base.ThreadedSource` thread;
+the ``cv2.VideoCapture`` is created, read and released in that thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_daemon.sources.base import Pacer, SourceEnded, SourceError, redact_url
+from edge_daemon.sources.spec import FileSpec, RtspSpec, UsbSpec
+
+log = logging.getLogger(__name__)
+
+# Fall back to this when a container reports no or an absurd frame rate.
+DEFAULT_FPS = 25.0
+MAX_PLAUSIBLE_FPS = 240.0
+# grab() succeeded but retrieve() failed this many times in a row: treat as broken.
+MAX_CONSECUTIVE_DECODE_FAILURES = 50
+
+OPENCV_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+# OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS from the *process* environment each time an
+# FFmpeg capture is opened; there is no per-capture way to pass rtsp_transport in
+# OpenCV 4.14. We therefore set it, open, and restore it under this lock. Trade-offs:
+# RTSP opens are serialised (each may take up to its open timeout, so with several
+# unreachable cameras the others wait their turn), and setenv is not thread-safe against
+# a concurrent getenv in C code of other threads (we only open FFmpeg captures under the
+# lock ourselves; file captures ignore the option). A user-supplied value of the
+# variable is kept and only its rtsp_transport entry is overridden.
+_ffmpeg_env_lock = threading.Lock()
+
+
+def _fps_or_default(value: float, what: str) -> float:
+    if value > 0 and value <= MAX_PLAUSIBLE_FPS:
+        return float(value)
+    log.warning("%s reports fps=%r; assuming %.0f", what, value, DEFAULT_FPS)
+    return DEFAULT_FPS
+
+
+def merge_capture_options(existing: str | None, **options: str) -> str:
+    """Merge ``options`` into an ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` value (``k;v|k;v``)."""
+    pairs: dict[str, str] = {}
+    for item in (existing or "").split("|"):
+        if not item.strip():
+            continue
+        key, _, value = item.partition(";")
+        pairs[key.strip()] = value
+    pairs.update(options)
+    return "|".join(f"{k};{v}" for k, v in pairs.items())
+
+
+class _CvBackend:
+    """Common grab/retrieve loop with decode-failure counting."""
+
+    fps: float | None
+    decode_failures: int
+
+    def __init__(self) -> None:
+        self.fps = None
+        self.decode_failures = 0
+        self._cap: cv2.VideoCapture | None = None
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _read_once(self) -> np.ndarray | None:
+        """One decoded frame, or None when grab() failed (end of stream or error)."""
+        assert self._cap is not None, "read() before open()"
+        consecutive = 0
+        while True:
+            if not self._cap.grab():
+                return None
+            ok, image = self._cap.retrieve()
+            if ok and image is not None and image.size:
+                return image
+            # A packet arrived but did not decode (corrupt data): skip it, but give up
+            # if nothing decodes any more.
+            self.decode_failures += 1
+            consecutive += 1
+            if consecutive >= MAX_CONSECUTIVE_DECODE_FAILURES:
+                raise SourceError(
+                    f"{self.describe()}: {consecutive} frames in a row failed to decode"
+                )
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FileBackend(_CvBackend):
+    """A video file decoded by FFmpeg; optional real-time pacing and looping."""
+
+    def __init__(self, spec: FileSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self._pacer: Pacer | None = None
+        self._frames_this_pass = 0
+
+    def describe(self) -> str:
+        return f"file {self.spec.path}"
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        path = self.spec.path
+        # Check the common mistakes first: FFmpeg's own message for them is just "can't
+        # open", which does not tell the user what to fix.
+        if not path.exists():
+            raise SourceError(f"video file not found: {path}", permanent=True)
+        if not path.is_file():
+            raise SourceError(f"not a regular file: {path}", permanent=True)
+        if path.stat().st_size == 0:
+            raise SourceError(f"video file is empty (0 bytes): {path}", permanent=True)
+        # CAP_FFMPEG explicitly: CAP_ANY could pick the image-sequence backend for
+        # names containing '%' and behave differently from one machine to another.
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(
+                f"cannot open video file {path}: not a video FFmpeg can read "
+                "(corrupt, truncated or wrong format?)",
+                permanent=True,
+            )
+        return cap
+
+    def open(self, cancel: threading.Event) -> None:
+        self._cap = self._open_capture()
+        self.fps = _fps_or_default(self._cap.get(cv2.CAP_PROP_FPS), self.describe())
+        self._pacer = Pacer(self.fps) if self.spec.realtime else None
+        self._frames_this_pass = 0
+
+    def read(self, cancel: threading.Event) -> np.ndarray:
+        for _attempt in range(2):  # at most one rewind per call
+            image = self._read_once()
+            if image is not None:
+                self._frames_this_pass += 1
+                if self._pacer is not None:
+                    self._pacer.wait(cancel)
+                return image
+            if self._frames_this_pass == 0:
+                raise SourceError(
+                    f"cannot decode any frame from video file {self.spec.path} "
+                    "(corrupt, truncated or unsupported codec?)",
+                    permanent=True,
+                )
+            if not self.spec.loop:
+                raise SourceEnded(f"end of video file {self.spec.path}")
+            # Reopen rather than seek to frame 0: seeking is unreliable for some
+            # containers/codecs, and opening a local file costs milliseconds.
+            self.close()
+            self._cap = self._open_capture()
+            self._frames_this_pass = 0
+        raise SourceError(f"video file {self.spec.path}: no frame after rewinding")
+
+
+class UsbBackend(_CvBackend):
+    """A V4L2 camera (``/dev/videoN`` or its index)."""
+
+    def __init__(self, spec: UsbSpec, read_timeout_s: float) -> None:
+        super().__init__()
+        self.spec = spec
+        self._read_timeout_s = read_timeout_s
+
+    def _device_path(self) -> str:
+        dev = self.spec.device
+        return f"/dev/video{dev}" if isinstance(dev, int) else str(dev)
+
+    def describe(self) -> str:
+        return f"usb camera {self._device_path()}"
+
+    def open(self, cancel: threading.Event) -> None:
+        path = self._device_path()
+        if not Path(path).exists():
+            # Not permanent: USB cameras get plugged in later or re-enumerate.
+            raise SourceError(f"USB camera {path} not found (unplugged?)")
+        cap = cv2.VideoCapture(self.spec.device, cv2.CAP_V4L2)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(
+                f"cannot open USB camera {path} (busy, no permission or not a capture device)"
+            )
+        # Ask for the read timeout; the V4L2 backend honours it on recent OpenCV. If it
+        # does not, ThreadedSource still keeps the worker responsive.
+        cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._read_timeout_s * 1000.0)
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, self.spec.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, self.spec.height),
+            (cv2.CAP_PROP_FPS, self.spec.fps),
+        ):
+            if value is not None and not cap.set(prop, float(value)):
+                log.warning("%s: camera refused property %s=%s", self.describe(), prop, value)
+        self._cap = cap
+        reported = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(reported) if reported > 0 else self.spec.fps
+        log.info(
+            "%s opened: %dx%d @ %s fps",
+            self.describe(),
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            self.fps,
+        )
+
+    def read(self, cancel: threading.Event) -> np.ndarray:
+        image = self._read_once()
+        if image is None:
+            raise SourceError(f"{self.describe()}: read failed (unplugged or timed out)")
+        return image
+
+
+class RtspBackend(_CvBackend):
+    """An RTSP stream via OpenCV's FFmpeg backend with open and read timeouts."""
+
+    def __init__(self, spec: RtspSpec, read_timeout_s: float) -> None:
+        super().__init__()
+        self.spec = spec
+        self._read_timeout_s = read_timeout_s
+
+    def describe(self) -> str:
+        return f"rtsp {redact_url(self.spec.url)} ({self.spec.transport})"
+
+    def open(self, cancel: threading.Event) -> None:
+        # Both timeouts are enforced by OpenCV's FFmpeg interrupt callback (verified with
+        # opencv-python-headless 4.14 against a frozen server: open and read each give up
+        # after the given time). Once a read has timed out the capture is dead, so the
+        # read timeout is the stall timeout: a shorter one would turn a brief network
+        # hiccup into a reconnect.
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.spec.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self._read_timeout_s * 1000),
+        ]
+        with _ffmpeg_env_lock:
+            previous = os.environ.get(OPENCV_FFMPEG_ENV)
+            os.environ[OPENCV_FFMPEG_ENV] = merge_capture_options(
+                previous, rtsp_transport=self.spec.transport
+            )
+            try:
+                cap = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG, params)
+            finally:
+                if previous is None:
+                    os.environ.pop(OPENCV_FFMPEG_ENV, None)
+                else:
+                    os.environ[OPENCV_FFMPEG_ENV] = previous
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(
+                f"cannot open RTSP stream {redact_url(self.spec.url)} over "
+                f"{self.spec.transport} within {self.spec.open_timeout_s:g} s "
+                "(unreachable, refused, wrong path or credentials?)"
+            )
+        self._cap = cap
+        self.fps = _fps_or_default(cap.get(cv2.CAP_PROP_FPS), self.describe())
+
+    def read(self, cancel: threading.Event) -> np.ndarray:
+        image = self._read_once()
+        if image is None:
+            raise SourceError(
+                f"RTSP stream {redact_url(self.spec.url)} ended or sent no data for "
+                f"{self._read_timeout_s:g} s"
+            )
+        return image

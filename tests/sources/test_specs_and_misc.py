@@ -1,0 +1,134 @@
+"""Spec validation, URL redaction, FFmpeg option merging, USB errors, sample rendering."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import pytest
+
+from edge_daemon.sources import (
+    CaptureSettings,
+    CaptureWorker,
+    FileSpec,
+    FrameQueue,
+    MjpegSpec,
+    RtspSpec,
+    SampleSpec,
+    SourceError,
+    UsbSpec,
+    open_source,
+    redact_url,
+    render_sample_frame,
+)
+from edge_daemon.sources.cv import merge_capture_options
+from edge_daemon.sources.sample import _portrait_bgr
+from edge_daemon.types import StreamStatus
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RtspSpec("http://x/y"),
+        lambda: RtspSpec("rtsp://x/y", transport="http"),  # type: ignore[arg-type]
+        lambda: RtspSpec("rtsp://x/y", open_timeout_s=0),
+        lambda: MjpegSpec("rtsp://x/y"),
+        lambda: SampleSpec(fps=0),
+        lambda: SampleSpec(width=8),
+        lambda: UsbSpec(-1),
+        lambda: UsbSpec(True),
+        lambda: UsbSpec(0, width=0),
+        lambda: CaptureSettings(reconnect_initial_s=5, reconnect_max_s=1),
+        lambda: CaptureSettings(stall_timeout_s=float("nan")),
+    ],
+)
+def test_invalid_specs_are_rejected(make) -> None:
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_spec_normalisation() -> None:
+    assert UsbSpec("2").device == 2
+    assert UsbSpec("/dev/video3").device == "/dev/video3"
+    assert FileSpec("a/b.mp4").path.name == "b.mp4"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://u:p@h:554/s?x=1", "rtsp://u:***@h:554/s?x=1"),
+        ("rtsp://h/s", "rtsp://h/s"),
+        ("http://u%40x:p%3Aw@[::1]:8080/v", "http://u%40x:***@[::1]:8080/v"),
+        ("rtsp://user@h/s", "rtsp://user@h/s"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_merge_capture_options_keeps_user_options() -> None:
+    assert merge_capture_options(None, rtsp_transport="tcp") == "rtsp_transport;tcp"
+    merged = merge_capture_options("rtsp_transport;udp|stimeout;5000000", rtsp_transport="tcp")
+    assert merged == "rtsp_transport;tcp|stimeout;5000000"
+
+
+def test_missing_usb_camera_reports_reconnecting() -> None:
+    events: list[tuple[StreamStatus, str | None]] = []
+    stop = threading.Event()
+    settings = CaptureSettings(stall_timeout_s=1, reconnect_initial_s=0.1, reconnect_max_s=0.2)
+    worker = CaptureWorker(
+        "usb",
+        UsbSpec("/dev/video97"),
+        settings,
+        FrameQueue(1),
+        stop,
+        lambda c, s, e: events.append((s, e)),
+    )
+    worker.start()
+    deadline = time.monotonic() + 3
+    while worker.reconnects < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    worker.join(2)
+    assert not worker.is_alive()
+    assert (StreamStatus.RECONNECTING, "USB camera /dev/video97 not found (unplugged?)") in events
+
+
+def test_source_read_after_close_raises() -> None:
+    src = open_source(SampleSpec(fps=5, width=32, height=32), read_timeout_s=1)
+    src.close()
+    with pytest.raises(SourceError, match="closed"):
+        src.read(0.1)
+    assert src.join(2)
+
+
+def test_sample_frames_always_show_a_face() -> None:
+    """The virtual camera pans and zooms but keeps the face in view (checked with
+    OpenCV's bundled Haar cascade, independent of the project's detector)."""
+    cascade = cv2.CascadeClassifier(
+        cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+    )
+    picture = _portrait_bgr()
+    centres = []
+    for width, height in [(320, 240), (640, 360), (240, 320)]:
+        for t in (0.0, 1.7, 3.4, 5.1, 6.8, 8.5, 10.2, 20.0):
+            frame = render_sample_frame(picture, t, width, height)
+            assert frame.shape == (height, width, 3)
+            faces = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 1.1, 5)
+            assert len(faces) >= 1, (width, height, t)
+            x, _, w, _ = faces[0]
+            centres.append((x + w / 2) / width)
+    assert max(centres) - min(centres) > 0.2  # and the face really moves
+
+
+def test_worker_rejects_unknown_spec() -> None:
+    with pytest.raises(TypeError, match="unknown source spec"):
+        CaptureWorker(
+            "x",
+            "rtsp://h/s",  # type: ignore[arg-type]
+            CaptureSettings(),
+            FrameQueue(1),
+            threading.Event(),
+            lambda *a: None,
+        )

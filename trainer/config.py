@@ -1,0 +1,168 @@
+"""Training configuration: YAML file, then ``key=value`` overrides; unknown keys rejected.
+
+The resolved configuration is saved with every run (``<run>/config.yaml``) so a run can
+be repeated exactly and ``--resume`` continues with the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.augment import AugmentConfig
+
+
+class TrainConfigError(ValueError):
+    """A bad training config or override; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    format: str = "fer2013_npz"  # fer2013_npz | ferplus_npz | csv | folder
+    path: str = ""  # empty: $EDGE_DATA_DIR/fer2013/fer2013_trainval.npz (or ferplus/...)
+    train_split: str = "train"
+    val_split: str = "val"
+    dedupe: bool = True  # drop duplicate train images and train images found in val
+    limit_train: int = 0  # 0 = all; small values for smoke tests
+    limit_val: int = 0
+    class_weight_power: float = 0.3  # loss weight ~ freq^-power: 0 none, 0.5 sqrt, 1 inverse
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "edgefer"
+    dropout: float = 0.3
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # sgd (Nesterov) | adamw
+    lr: float = 0.04
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    epochs: int = 40
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | plateau
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999  # 0 disables the weight EMA
+    channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    mean: float = 0.5
+    std: float = 0.5
+    crop_margin: float = 0.15  # written to the model metadata for the daemon's cropper
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run_name: str = "run"
+    out_dir: str = "runs"
+    seed: int = 0
+    threads: int = 2
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.run_name
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TrainConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise TrainConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise TrainConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TrainConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str) and isinstance(value, tp) and not isinstance(value, bool):
+        return value
+    if tp is Any:
+        return value
+    raise TrainConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _build(cls: Any, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise TrainConfigError(
+            f"unknown key(s) {', '.join(where + u for u in unknown)} "
+            f"(allowed: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise TrainConfigError(f"override {dotted}: {p} is not a section")
+    d[parts[-1]] = value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def load_train_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
+    """YAML file (optional) then ``a.b=value`` overrides (values parsed as YAML)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise TrainConfigError(f"{path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise TrainConfigError(f"{path}: top level must be a mapping")
+    for ov in overrides:
+        if "=" not in ov:
+            raise TrainConfigError(f"override {ov!r} must look like key=value")
+        key, val = ov.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(val))
+    return _build(TrainConfig, raw)
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,132 @@
+"""Static int8 quantization (QDQ, per-channel weights) with real calibration images.
+
+    python -m trainer.quantize runs/edgefer/emotion_fp32.onnx -o edge_daemon/models/emotion.onnx
+
+Calibrates on training images (never the validation split), then evaluates fp32 and int8
+on validation side by side and fails (exit 1) if int8 loses more than ``--max-drop``
+accuracy points. The metadata contract is copied into the quantized file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edge_daemon.classify.model import EmotionModel
+from trainer.data import DataError, FaceDataset
+from trainer.metrics import summarize
+
+MIN_CALIBRATION = 500
+
+
+class QuantizeError(Exception):
+    pass
+
+
+def _reader(images: np.ndarray, model: EmotionModel, batch: int = 64):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.i >= len(images):
+                return None
+            x = model.contract.normalize(images[self.i : self.i + batch])
+            self.i += batch
+            return {model.input_name: x}
+
+        def rewind(self) -> None:
+            self.i = 0
+
+    return Reader()
+
+
+def quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calib) < MIN_CALIBRATION:
+        raise QuantizeError(f"need at least {MIN_CALIBRATION} calibration images, got {len(calib)}")
+    model = EmotionModel(fp32, providers="cpu")
+    # Equal batches: onnxruntime's percentile calibrator cannot stack ragged ones.
+    calib = calib[: len(calib) // 64 * 64]
+    src = onnx.load(str(fp32))
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out),
+            _reader(calib, model),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": 99.99},
+        )
+    q = onnx.load(str(out))
+    del q.metadata_props[:]
+    for p in src.metadata_props:
+        q.metadata_props.add(key=p.key, value=p.value)
+    q.metadata_props.add(key="quantization", value="int8 static QDQ per-channel")
+    q.doc_string = src.doc_string
+    onnx.checker.check_model(q)
+    onnx.save(q, str(out))
+
+
+def evaluate_model(path: Path, val: FaceDataset, threads: int = 2) -> dict:
+    model = EmotionModel(path, providers="cpu", threads=threads)
+    probs = np.concatenate(
+        [model.predict(val.images[i : i + 256]) for i in range(0, len(val), 256)]
+    )
+    return summarize(val.labels, probs, model.labels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trainer.config import load_train_config
+    from trainer.train import load_data
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model", type=Path, help="fp32 ONNX exported by trainer.export")
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--config", type=Path, help="training config naming the data (default: run's)")
+    ap.add_argument("--calibration", type=int, default=2000, help="calibration images (>= 500)")
+    ap.add_argument("--max-drop", type=float, default=0.5, help="allowed accuracy loss, points")
+    ap.add_argument("--report", type=Path, help="write fp32/int8 metrics as JSON here")
+    args = ap.parse_args(argv)
+    cfg_path = args.config or args.model.parent / "config.yaml"
+    try:
+        cfg = load_train_config(cfg_path if cfg_path.exists() else None, [])
+        train, val = load_data(cfg, log=False)
+        rng = np.random.default_rng(0)
+        calib = train.images[rng.permutation(len(train))[: args.calibration]]
+        quantize(args.model, args.output, calib)
+        fp = evaluate_model(args.model, val)
+        q = evaluate_model(args.output, val)
+    except (QuantizeError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    drop = (fp["accuracy"] - q["accuracy"]) * 100
+    print(f"{'':8s} {'accuracy':>9s} {'macro F1':>9s} {'ECE':>7s}")
+    for name, r in (("fp32", fp), ("int8", q)):
+        print(f"{name:8s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} {r['ece']:7.4f}")
+    print(f"int8 accuracy change: {-drop:+.2f} points (limit -{args.max_drop})")
+    if args.report:
+        args.report.write_text(json.dumps({"fp32": fp, "int8": q, "drop_points": drop}, indent=1))
+    if drop > args.max_drop:
+        print(f"error: int8 loses {drop:.2f} points > {args.max_drop}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Train an emotion classifier on CPU.
+
+    python -m trainer.train --config trainer/configs/edgefer.yaml [key=value ...] [--resume]
+
+Writes to ``<out_dir>/<run_name>/``: the resolved ``config.yaml``, ``last.pt`` (every
+epoch, for ``--resume``), ``best.pt`` (best validation accuracy, EMA weights when
+enabled), ``metrics.jsonl`` (one line per epoch), ``curves.png`` and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_daemon.labels import FER_LABELS
+from trainer.augment import augment
+from trainer.config import TrainConfig, TrainConfigError, load_train_config, save_config
+from trainer.data import DataError, FaceDataset, default_data_dir, load_split, remove_duplicates
+from trainer.metrics import plot_confusion, summarize
+from trainer.models import build_model, count_macs, count_params
+
+_DEFAULT_PATHS = {
+    "fer2013_npz": "fer2013/fer2013_trainval.npz",
+    "ferplus_npz": "ferplus/ferplus_trainval.npz",
+}
+
+
+def resolve_data_path(cfg: TrainConfig) -> Path:
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    if cfg.data.format not in _DEFAULT_PATHS:
+        raise TrainConfigError(f"data.path is required for data.format={cfg.data.format}")
+    return default_data_dir() / _DEFAULT_PATHS[cfg.data.format]
+
+
+def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceDataset]:
+    path = resolve_data_path(cfg)
+    train = load_split(cfg.data.format, path, cfg.data.train_split)
+    val = load_split(cfg.data.format, path, cfg.data.val_split)
+    if cfg.data.dedupe:
+        train, dup, leak = remove_duplicates(train, (val,))
+        if log:
+            print(f"dedupe: dropped {dup} duplicate and {leak} val-overlapping train images")
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.data.limit_train:
+        train = train.subset(rng.permutation(len(train))[: cfg.data.limit_train])
+    if cfg.data.limit_val:
+        val = val.subset(rng.permutation(len(val))[: cfg.data.limit_val])
+    return train, val
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, 48, 48] -> float [N, 1, 48, 48] in 0..1 (normalisation happens later)."""
+    return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+
+
+class ModelEMA:
+    """Exponential moving average of weights (and BN buffers), used for evaluation."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        # Warm-up the decay so early EMA weights are not dominated by the random init.
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, m in zip(
+            self.module.state_dict().values(), model.state_dict().values(), strict=True
+        ):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(m.detach(), alpha=1 - d)
+            else:
+                e.copy_(m)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(images), 512):
+        x = (to_input(images[i : i + 512]) - cfg.preprocess.mean) / cfg.preprocess.std
+        if cfg.optim.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(model(x).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(FER_LABELS)), np.float32)
+
+
+def lr_at(cfg: TrainConfig, epoch_f: float) -> float:
+    o = cfg.optim
+    if epoch_f < o.warmup_epochs:
+        return o.lr * (0.1 + 0.9 * epoch_f / o.warmup_epochs)
+    if o.schedule == "cosine":
+        t = (epoch_f - o.warmup_epochs) / max(1e-9, o.epochs - o.warmup_epochs)
+        return o.lr * (0.005 + 0.995 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return o.lr  # plateau: adjusted by the scheduler below
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=True)
+    if cfg.optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    raise TrainConfigError(f"optim.name: {cfg.optim.name!r} (allowed: sgd, adamw)")
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a.plot(ep, [h["val_loss"] for h in history], label="val loss")
+    a.set_xlabel("epoch")
+    a.legend()
+    b.plot(ep, [h["train_acc"] for h in history], label="train acc (augmented)")
+    b.plot(ep, [h["val_acc"] for h in history], label="val acc")
+    b.set_xlabel("epoch")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
+    """Run (or resume) a training; returns the run directory."""
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume and not last_path.exists():
+        raise TrainConfigError(f"--resume: no checkpoint at {last_path}")
+    if not resume and last_path.exists():
+        raise TrainConfigError(
+            f"{run_dir} already holds a run: pass --resume to continue it "
+            "or choose another run_name"
+        )
+    save_config(cfg, run_dir / "config.yaml")
+
+    train_ds, val_ds = load_data(cfg, log=not quiet)
+    labels = FER_LABELS
+    model = build_model(cfg.model.arch, len(labels), dropout=cfg.model.dropout, **cfg.model.kwargs)
+    params, macs = count_params(model), count_macs(model)
+    if cfg.optim.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = build_optimizer(model, cfg)
+    ema = ModelEMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=4)
+        if cfg.optim.schedule == "plateau"
+        else None
+    )
+
+    counts = np.maximum(train_ds.class_counts(), 1).astype(np.float64)
+    w = counts ** (-cfg.data.class_weight_power)
+    class_w = torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
+
+    start_epoch, step, best_acc, history, wall = 0, 0, -1.0, [], 0.0
+    if resume:
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.module.load_state_dict(ck["ema"])
+        if plateau is not None and ck.get("plateau") is not None:
+            plateau.load_state_dict(ck["plateau"])
+        start_epoch, step, best_acc = ck["epoch"] + 1, ck["step"], ck["best_acc"]
+        history, wall = ck["history"], ck.get("wall_s", 0.0)
+        torch.set_rng_state(ck["rng"])
+        if not quiet:
+            print(f"resumed {run_dir} at epoch {start_epoch}")
+
+    if not quiet:
+        print(
+            f"{cfg.model.arch}: {params:,} params, {macs / 1e6:.1f} M MACs; "
+            f"train {len(train_ds)} val {len(val_ds)} images; "
+            f"class weights {np.round(w / w.min(), 2)}"
+        )
+    x_all = to_input(train_ds.images)
+    y_all = torch.from_numpy(train_ds.labels)
+    soft_all = None if train_ds.soft is None else torch.from_numpy(train_ds.soft)
+    bs = cfg.optim.batch_size
+    steps_per_epoch = max(1, len(train_ds) // bs)
+    commit = git_commit()
+
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(train_ds))
+        tot_loss = tot_correct = seen = 0.0
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+            disable=quiet,
+            file=sys.stdout,
+            mininterval=5,
+        )
+        for i in bar:
+            idx = perm[i * bs : (i + 1) * bs]
+            lr = lr_at(cfg, epoch + i / steps_per_epoch)
+            if plateau is None:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            x = augment(x_all[idx], cfg.augment)
+            x = (x - cfg.preprocess.mean) / cfg.preprocess.std
+            if cfg.optim.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            y = y_all[idx]
+            if soft_all is not None:
+                target = soft_all[idx] * (1 - cfg.optim.label_smoothing) + (
+                    cfg.optim.label_smoothing / len(labels)
+                )
+                loss = -(target * F.log_softmax(logits, 1) * class_w).sum(1).mean()
+            else:
+                loss = F.cross_entropy(
+                    logits, y, weight=class_w, label_smoothing=cfg.optim.label_smoothing
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if ema is not None:
+                ema.update(model, step)
+            tot_loss += float(loss.detach()) * len(idx)
+            tot_correct += float((logits.argmax(1) == y).sum())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
+        bar.close()
+
+        eval_model = ema.module if ema is not None else model
+        val_logits = predict_logits(eval_model, val_ds.images, cfg)
+        val_t = torch.from_numpy(val_logits)
+        val_loss = float(F.cross_entropy(val_t, torch.from_numpy(val_ds.labels)))
+        probs = torch.softmax(val_t, 1).numpy()
+        summ = summarize(val_ds.labels, probs, labels)
+        if plateau is not None:
+            plateau.step(summ["accuracy"])
+        wall += time.perf_counter() - t0
+        rec = {
+            "epoch": epoch + 1,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": tot_loss / max(seen, 1),
+            "train_acc": tot_correct / max(seen, 1),
+            "val_loss": val_loss,
+            "val_acc": summ["accuracy"],
+            "val_macro_f1": summ["macro_f1"],
+            "epoch_s": time.perf_counter() - t0,
+            "wall_s": wall,
+            "images_per_s": seen / max(1e-9, time.perf_counter() - t0),
+        }
+        history.append(rec)
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        state = {
+            "arch": cfg.model.arch,
+            "model_kwargs": {"dropout": cfg.model.dropout, **cfg.model.kwargs},
+            "labels": list(labels),
+            "preprocess": {
+                "mean": cfg.preprocess.mean,
+                "std": cfg.preprocess.std,
+                "crop_margin": cfg.preprocess.crop_margin,
+            },
+            "params": params,
+            "macs": macs,
+            "commit": commit,
+        }
+        if summ["accuracy"] > best_acc:
+            best_acc = summ["accuracy"]
+            torch.save(
+                {**state, "model": eval_model.state_dict(), "epoch": epoch + 1, "val": summ},
+                best_path,
+            )
+            plot_confusion(
+                np.array(summ["confusion"]),
+                labels,
+                run_dir / "confusion.png",
+                f"{cfg.run_name} epoch {epoch + 1}: val acc {best_acc:.4f}",
+            )
+        ck = {
+            **state,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "ema": None if ema is None else ema.module.state_dict(),
+            "plateau": None if plateau is None else plateau.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "best_acc": best_acc,
+            "history": history,
+            "wall_s": wall,
+            "rng": torch.get_rng_state(),
+        }
+        torch.save(ck, run_dir / "last.tmp")
+        (run_dir / "last.tmp").replace(last_path)  # atomic: an interrupt never corrupts it
+        plot_curves(history, run_dir / "curves.png")
+        if not quiet:
+            print(
+                f"epoch {epoch + 1}: "
+                f"train loss {rec['train_loss']:.3f} acc {rec['train_acc']:.4f} | "
+                f"val loss {val_loss:.3f} acc {summ['accuracy']:.4f} F1 {summ['macro_f1']:.4f} | "
+                f"best {best_acc:.4f} | {rec['epoch_s']:.0f}s",
+                flush=True,
+            )
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", type=Path, help="YAML training config")
+    ap.add_argument("--resume", action="store_true", help="continue <run>/last.pt")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+        run_dir = train(cfg, resume=args.resume)
+    except (TrainConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with --resume", file=sys.stderr)
+        return 130
+    print(f"done: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
