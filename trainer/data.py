@@ -80,9 +80,16 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
 
 
+def _require_keys(z: np.lib.npyio.NpzFile, path: Path, keys: tuple[str, ...]) -> None:
+    missing = [k for k in keys if k not in z.files]
+    if missing:
+        raise DataError(f"{path}: missing arrays {missing} (has {sorted(z.files)})")
+
+
 def load_fer2013_npz(path: Path, split: str) -> FaceDataset:
     """FER-2013 Training (``train``) or PublicTest (``val``) from the shared .npz."""
     with _open_npz(path) as z:
+        _require_keys(z, path, ("images", "labels", "split", "class_names"))
         names = [str(n) for n in z["class_names"]]
         if names != list(FER_LABELS):
             raise DataError(f"{path}: class order {names} is not FER order {list(FER_LABELS)}")
@@ -98,8 +105,11 @@ def load_ferplus_npz(path: Path, split: str) -> FaceDataset:
     Images where no FER-2013 class gets a vote (only contempt/unknown) are skipped.
     """
     with _open_npz(path) as z:
+        _require_keys(z, path, ("images", "votes", "vote_names", "split"))
         vote_names = [str(n) for n in z["vote_names"]]
         mask = z["split"] == split
+        if not mask.any():
+            raise DataError(f"{path}: no rows with split {split!r}")
         votes = z["votes"][mask].astype(np.float32)
         images = z["images"][mask]
     soft = np.zeros((len(votes), len(FER_LABELS)), np.float32)

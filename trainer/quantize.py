@@ -53,11 +53,16 @@ def quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if len(calib) < MIN_CALIBRATION:
-        raise QuantizeError(f"need at least {MIN_CALIBRATION} calibration images, got {len(calib)}")
+    # Equal batches: onnxruntime's percentile calibrator cannot stack ragged ones. Trim
+    # before checking the minimum, else 500..511 images would silently calibrate on 448.
+    usable = len(calib) // 64 * 64
+    if usable < MIN_CALIBRATION:
+        raise QuantizeError(
+            f"need at least {MIN_CALIBRATION} calibration images in whole batches of 64 "
+            f"(so >= {-(-MIN_CALIBRATION // 64) * 64}), got {len(calib)}"
+        )
+    calib = calib[:usable]
     model = EmotionModel(fp32, providers="cpu")
-    # Equal batches: onnxruntime's percentile calibrator cannot stack ragged ones.
-    calib = calib[: len(calib) // 64 * 64]
     src = onnx.load(str(fp32))
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", type=Path, help="fp32 ONNX exported by trainer.export")
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--config", type=Path, help="training config naming the data (default: run's)")
-    ap.add_argument("--calibration", type=int, default=2000, help="calibration images (>= 500)")
+    ap.add_argument("--calibration", type=int, default=2000, help="calibration images (>= 512)")
     ap.add_argument("--max-drop", type=float, default=0.5, help="allowed accuracy loss, points")
     ap.add_argument("--report", type=Path, help="write fp32/int8 metrics as JSON here")
     args = ap.parse_args(argv)

@@ -1,0 +1,3 @@
+from edge_daemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Command line: ``edge-daemon run|validate-config|watch|bench|version``.
+
+Exit codes: 0 success, 1 runtime failure, 2 user error (bad config, model, arguments).
+User errors print one clear message per problem and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from edge_daemon import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("edge_daemon")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: Path):  # noqa: ANN202 - AppConfig, imported lazily for a fast `version`
+    from edge_daemon.config import ConfigError, load_config
+
+    try:
+        return load_config(path), None
+    except ConfigError as exc:
+        return None, exc
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edge_daemon.config import warn_insecure_permissions
+
+    cfg, err = _load(args.config)
+    if err is not None:
+        for issue in err.errors:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    warning = warn_insecure_permissions(args.config)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: OK ({len(cfg.cameras)} camera(s))")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_daemon.app import App
+    from edge_daemon.classify.model import ModelLoadError
+    from edge_daemon.config import warn_insecure_permissions
+    from edge_daemon.detect.blazeface import DetectorError
+    from edge_daemon.publish import BrokerStartError
+
+    cfg, err = _load(args.config)
+    if err is not None:
+        for issue in err.errors:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(args.log_level or cfg.log_level)
+    warning = warn_insecure_permissions(args.config)
+    if warning:
+        log.warning("%s", warning)
+    app = App(cfg)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        app.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        app.start()
+    except (ModelLoadError, DetectorError, BrokerStartError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_USAGE
+    try:
+        app.wait()
+    finally:
+        app.stop()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+
+    host, port, prefix = args.host, args.port, args.prefix
+    if args.config is not None:
+        cfg, err = _load(args.config)
+        if err is not None:
+            for issue in err.errors:
+                print(issue, file=sys.stderr)
+            return EXIT_USAGE
+        host, port, prefix = cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.topic_prefix
+    topic = f"{prefix}/#" if args.all else f"{prefix}/+/events"
+    done = threading.Event()
+    count = 0
+
+    def on_connect(c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        if getattr(rc, "is_failure", False):
+            print(f"connect refused: {rc}", file=sys.stderr)
+            done.set()
+            return
+        c.subscribe(topic, qos=1)
+        print(f"watching {topic} on {host}:{port} (Ctrl-C to stop)", file=sys.stderr)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal count
+        text = msg.payload.decode("utf-8", "replace")
+        if args.json or not msg.topic.endswith("/events"):
+            print(f"{msg.topic} {text}", flush=True)
+        else:
+            try:
+                e = json.loads(text)
+                extra = f" alert={e['alert']}" if "alert" in e else ""
+                print(
+                    f"{e['camera']:>12} #{e['seq']:<5} {e['type']:<6} track {e['track_id']:<4} "
+                    f"{e['emotion']:<8} {e['confidence']:.2f}{extra}",
+                    flush=True,
+                )
+            except (ValueError, KeyError, TypeError):
+                print(f"{msg.topic} {text}", flush=True)
+        count += 1
+        if args.count and count >= args.count:
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        print(
+            f"cannot connect to {host}:{port}: {exc} (is the daemon/broker running?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    client.loop_start()
+    try:
+        done.wait(timeout=args.timeout or None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge_daemon.bench import BenchError, run_bench
+
+    setup_logging("warning")
+    try:
+        result = run_bench(args.source, args.config, streams=args.streams, max_frames=args.frames)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>22}: {v}")
+    return EXIT_OK
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    print(f"edge-daemon {__version__}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-daemon", description="Edge emotion-analytics daemon")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the daemon")
+    r.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+    r.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate-config", help="check a config file (exit 0 valid, 2 invalid)")
+    v.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
+    v.set_defaults(func=cmd_validate)
+
+    w = sub.add_parser("watch", help="subscribe and print events")
+    w.add_argument("-c", "--config", type=Path, help="take broker and prefix from this config")
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=1883)
+    w.add_argument("--prefix", default="edge")
+    w.add_argument("--all", action="store_true", help="all topics, not only events")
+    w.add_argument("--json", action="store_true", help="print raw payloads")
+    w.add_argument("--count", type=int, default=0, help="exit after N messages")
+    w.add_argument("--timeout", type=float, default=0, help="exit after T seconds")
+    w.set_defaults(func=cmd_watch)
+
+    b = sub.add_parser("bench", help="benchmark the pipeline on a video file")
+    b.add_argument("--source", type=Path, required=True, help="video file")
+    b.add_argument("-c", "--config", type=Path, help="config for detector/model settings")
+    b.add_argument("--streams", type=int, default=1, help="parallel streams of the same file")
+    b.add_argument("--frames", type=int, default=0, help="frames per stream (0 = whole file)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_bench)
+
+    sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

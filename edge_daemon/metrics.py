@@ -1,0 +1,105 @@
+"""Per-camera pipeline metrics: written by the pipeline thread, read as snapshots.
+
+The owning thread updates counters and windows; other threads (stats publisher,
+benchmark, later the Prometheus exporter) only call :meth:`PipelineMetrics.snapshot`,
+which copies under a lock. Windows are bounded so memory never grows.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WINDOW = 1024  # samples kept per latency window (about 40 s at 25 fps)
+
+
+class Window:
+    """Bounded window of float samples with percentile queries."""
+
+    def __init__(self, size: int = WINDOW) -> None:
+        self._d: collections.deque[float] = collections.deque(maxlen=size)
+
+    def add(self, v: float) -> None:
+        self._d.append(v)
+
+    def percentiles(self, qs: tuple[float, ...]) -> list[float]:
+        if not self._d:
+            return [0.0 for _ in qs]
+        a = np.fromiter(self._d, np.float64, len(self._d))
+        return [float(x) for x in np.percentile(a, qs)]
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass
+class PipelineMetrics:
+    camera: str
+    frames: int = 0
+    detections_run: int = 0
+    faces: int = 0
+    events: int = 0
+    events_not_queued: int = 0  # publisher refused (its queue full): counted, never silent
+    current_faces: int = 0
+    current_tracks: int = 0
+    latency_ms: Window = field(default_factory=Window)  # capture -> events handed over
+    detect_ms: Window = field(default_factory=Window)
+    classify_ms: Window = field(default_factory=Window)
+    _times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=256))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record_frame(
+        self,
+        mono_done: float,
+        latency_ms: float,
+        faces: int,
+        tracks: int,
+        detect_ms: float | None,
+        classify_ms: float | None,
+    ) -> None:
+        with self._lock:
+            self.frames += 1
+            self.faces += faces
+            self.current_faces = faces
+            self.current_tracks = tracks
+            self.latency_ms.add(latency_ms)
+            self._times.append(mono_done)
+            if detect_ms is not None:
+                self.detections_run += 1
+                self.detect_ms.add(detect_ms)
+            if classify_ms is not None:
+                self.classify_ms.add(classify_ms)
+
+    def fps(self, now: float | None = None) -> float:
+        t = self._times
+        if len(t) < 2:
+            return 0.0
+        end = t[-1] if now is None else now
+        span = end - t[0]
+        return (len(t) - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict[str, float | int | str]:
+        with self._lock:
+            p50, p99 = self.latency_ms.percentiles((50, 99))
+            d50, d99 = self.detect_ms.percentiles((50, 99))
+            c50, c99 = self.classify_ms.percentiles((50, 99))
+            return {
+                "camera": self.camera,
+                "fps": round(self.fps(), 2),
+                "frames": self.frames,
+                "detections_run": self.detections_run,
+                "faces_total": self.faces,
+                "faces": self.current_faces,
+                "tracks": self.current_tracks,
+                "events": self.events,
+                "events_not_queued": self.events_not_queued,
+                "latency_ms_p50": round(p50, 2),
+                "latency_ms_p99": round(p99, 2),
+                "detect_ms_p50": round(d50, 2),
+                "detect_ms_p99": round(d99, 2),
+                "classify_ms_p50": round(c50, 2),
+                "classify_ms_p99": round(c99, 2),
+            }

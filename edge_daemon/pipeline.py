@@ -1,0 +1,208 @@
+"""One camera's analysis: frames -> detector -> classifier -> tracker -> event policy.
+
+:class:`CameraAnalyzer` is the synchronous core (used by the daemon thread and by the
+benchmark); :class:`CameraPipeline` is the thread that feeds it from the capture queue,
+hands events to the publisher and publishes the camera's retained state. The model runner
+only produces probabilities and timings; turning them into events is the policy's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_daemon.classify.crop import crop_faces
+from edge_daemon.classify.model import EmotionModel
+from edge_daemon.config import AppConfig, CameraConfig
+from edge_daemon.detect.blazeface import DetectorParams, FaceDetector
+from edge_daemon.metrics import PipelineMetrics
+from edge_daemon.policy.events import AlertParams, EventPolicy, PolicyParams
+from edge_daemon.sources import CaptureWorker, FrameQueue
+from edge_daemon.track.tracker import IouTracker, TrackerParams
+from edge_daemon.types import Event, FaceObservation, Frame, StreamStatus
+
+log = logging.getLogger(__name__)
+
+QUEUE_WAIT_S = 0.25  # how long the pipeline blocks on its queue: bounds stop latency
+STATE_INTERVAL_S = 5.0  # retained state is refreshed at least this often (fps, tracks)
+
+
+class EventSink(Protocol):
+    def publish_event(self, event: Event) -> bool: ...
+
+    def publish_state(self, camera: str, state: dict[str, Any]) -> bool: ...
+
+
+class CameraAnalyzer:
+    """Detect, classify, track and apply the event policy to frames of one camera.
+
+    Owned by exactly one thread. ``process`` returns the events a frame produced;
+    ``expire`` advances time without a frame (stream down) so lost tracks end;
+    ``flush`` ends every track (end of a file, shutdown).
+    """
+
+    def __init__(self, camera: CameraConfig, cfg: AppConfig, model: EmotionModel) -> None:
+        self.camera = camera.name
+        self.model = model
+        self.every_n = cfg.detector.every_n_frames
+        self.max_batch = cfg.model.max_batch
+        self.detector = FaceDetector(DetectorParams.from_config(cfg.detector))
+        self.tracker_params = TrackerParams.from_config(cfg.tracker)
+        self.tracker = IouTracker(self.tracker_params, len(model.labels))
+        self.policy = EventPolicy(
+            camera.name,
+            model.labels,
+            PolicyParams.from_config(cfg.events),
+            [AlertParams.from_rule(r) for r in camera.alerts],
+        )
+        self.metrics = PipelineMetrics(camera.name)
+        self._frames_seen = 0
+        self._last_mono = 0.0
+        self._last_wall = 0.0
+        self._size = (0, 0)
+
+    def open(self) -> None:
+        """Prepare the stages that must live in the owning thread (call from it)."""
+        self.detector.open()
+
+    def process(self, frame: Frame) -> list[Event]:
+        self._frames_seen += 1
+        self._last_mono, self._last_wall = frame.mono, frame.ts
+        self._size = (frame.width, frame.height)
+        detect_ms = classify_ms = None
+        observations: list[FaceObservation] | None = None
+        if (self._frames_seen - 1) % self.every_n == 0:
+            t0 = time.perf_counter()
+            det = self.detector.detect(frame.image)
+            t1 = time.perf_counter()
+            detect_ms = (t1 - t0) * 1000
+            observations = []
+            if len(det):
+                # The detector caps faces per frame (max_faces); batch them to max_batch.
+                crops = crop_faces(frame.image, det.xyxy, self.model.contract)
+                probs = np.concatenate(
+                    [
+                        self.model.predict(crops[i : i + self.max_batch])
+                        for i in range(0, len(crops), self.max_batch)
+                    ]
+                )
+                classify_ms = (time.perf_counter() - t1) * 1000
+                observations = [
+                    FaceObservation(tuple(map(float, b)), float(s), p)  # type: ignore[arg-type]
+                    for b, s, p in zip(det.xyxy, det.scores, probs, strict=True)
+                ]
+        upd = self.tracker.update(frame.mono, observations)
+        events = self.policy.update(frame.mono, frame.ts, self._size, upd.tracks, upd.ended)
+        done = time.monotonic()
+        self.metrics.record_frame(
+            done,
+            (done - frame.mono) * 1000,
+            0 if observations is None else len(observations),
+            len(upd.tracks),
+            detect_ms,
+            classify_ms,
+        )
+        return events
+
+    def expire(self, now_mono: float) -> list[Event]:
+        """No frame arrived: advance time so tracks unseen for too long end."""
+        if not self._frames_seen:
+            return []
+        wall = self._last_wall + (now_mono - self._last_mono)
+        upd = self.tracker.update(now_mono, None)
+        return self.policy.update(now_mono, wall, self._size, upd.tracks, upd.ended)
+
+    def flush(self) -> list[Event]:
+        """End every track (stream ended or shutting down)."""
+        if not self._frames_seen:
+            return []
+        later = self._last_mono + self.tracker_params.max_missed_s + 1e-3
+        return self.expire(later)
+
+    def active_tracks(self) -> list[dict[str, Any]]:
+        return [
+            {"track_id": tid, "emotion": emo, "confidence": round(conf, 4)}
+            for tid, emo, conf in self.policy.active_tracks()
+        ]
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+class CameraPipeline(threading.Thread):
+    """Feeds a :class:`CameraAnalyzer` from the capture queue until ``stop`` is set."""
+
+    def __init__(
+        self,
+        analyzer: CameraAnalyzer,
+        queue: FrameQueue,
+        capture: CaptureWorker,
+        sink: EventSink,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"pipeline-{analyzer.camera}", daemon=True)
+        self.analyzer = analyzer
+        self.queue = queue
+        self.capture = capture
+        self.sink = sink
+        self._stop_event = stop
+        self._last_state: tuple[Any, ...] | None = None
+        self._last_state_t = 0.0
+
+    @property
+    def camera(self) -> str:
+        return self.analyzer.camera
+
+    def run(self) -> None:
+        try:
+            self.analyzer.open()
+            while not self._stop_event.is_set():
+                frame = self.queue.get(timeout=QUEUE_WAIT_S)
+                if frame is None:
+                    self._emit(self.analyzer.expire(time.monotonic()))
+                    if self.capture.status is StreamStatus.ENDED and not self.queue.qsize():
+                        self._emit(self.analyzer.flush())
+                else:
+                    self._emit(self.analyzer.process(frame))
+                self._maybe_publish_state()
+            self._emit(self.analyzer.flush())
+            self._maybe_publish_state(force=True)
+        finally:
+            self.analyzer.close()
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        m = self.analyzer.metrics
+        for e in events:
+            if self.sink.publish_event(e):
+                m.events += 1
+            else:
+                m.events_not_queued += 1
+                log.warning("%s: publisher queue full, event %s dropped", self.camera, e.type)
+
+    def state(self) -> dict[str, Any]:
+        cap = self.capture.stats()
+        snap = self.analyzer.metrics.snapshot()
+        return {
+            "status": cap.status.value,
+            "error": cap.last_error if cap.status is not StreamStatus.ONLINE else None,
+            "fps": round(cap.fps, 2),
+            "processed_fps": snap["fps"],
+            "dropped_frames": self.queue.dropped,
+            "reconnects": cap.reconnects,
+            "faces": snap["faces"],
+            "tracks": self.analyzer.active_tracks(),
+        }
+
+    def _maybe_publish_state(self, force: bool = False) -> None:
+        # Cheap change key per frame; the full state (percentiles etc.) only when sent.
+        tracks = tuple((t, e) for t, e, _ in self.analyzer.policy.active_tracks())
+        key = (self.capture.status, self.capture.last_error, tracks)
+        now = time.monotonic()
+        if force or key != self._last_state or now - self._last_state_t >= STATE_INTERVAL_S:
+            self._last_state, self._last_state_t = key, now
+            self.sink.publish_state(self.camera, self.state())

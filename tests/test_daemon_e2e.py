@@ -1,0 +1,267 @@
+"""End to end through the real CLI in a subprocess: real videos, real Mosquitto.
+
+Each test writes a config, starts ``python -m edge_daemon run``, subscribes to the real
+broker and checks what the daemon publishes, then stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from edge_daemon.publish import load_schema
+from tests.fixtures.mqtt import MqttCollector, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_LIMIT_S = 3.0  # the daemon must exit within this after SIGTERM (target 2 s + slack)
+
+
+def write_config(path: Path, broker_port: int, cameras: list[dict[str, Any]], **extra: Any) -> Path:
+    cfg: dict[str, Any] = {
+        "log_level": "info",
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "stats_interval_s": 1},
+        "cameras": cameras,
+    }
+    for k, v in extra.items():
+        cfg[k] = v
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+
+    def stop(self) -> float:
+        """SIGTERM and return how long the exit took."""
+        if self.proc.poll() is not None:
+            return 0.0
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+        return time.monotonic() - t0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
+    started: list[Daemon] = []
+
+    def start(config: Path) -> Daemon:
+        d = Daemon(config, tmp_path / f"daemon{len(started)}.log")
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+def events_of(col: MqttCollector, camera: str) -> list[dict[str, Any]]:
+    return [m.json() for m in col.on(f"edge/{camera}/events")]
+
+
+def state_of(col: MqttCollector, camera: str) -> list[dict[str, Any]]:
+    return [m.json() for m in col.on(f"edge/{camera}/state")]
+
+
+def run_file(
+    mosquitto: Any,
+    mqtt_collector: Callable[..., MqttCollector],
+    daemon: Callable[[Path], Daemon],
+    tmp_path: Path,
+    video: Path,
+    camera: str,
+    timeout: float = 60,
+) -> tuple[MqttCollector, Daemon, float]:
+    """Play a video once in real time through the daemon; wait for the end of stream."""
+    col = mqtt_collector(mosquitto, "edge/#")
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        mosquitto.port,
+        [{"name": camera, "source": {"type": "file", "path": str(video), "loop": False}}],
+    )
+    d = daemon(cfg)
+    col.wait_for(
+        lambda ms: any(
+            m.topic == f"edge/{camera}/state" and m.json()["status"] == "ended" for m in ms
+        ),
+        timeout=timeout,
+        what=f"{camera} stream ended",
+    )
+    time.sleep(1.5)  # let the end-of-stream flush (end events) arrive
+    took = d.stop()
+    return col, d, took
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_single_face_gives_one_track_and_valid_events(
+    mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path, videos_dir: Path
+) -> None:
+    col, d, took = run_file(
+        mosquitto, mqtt_collector, daemon, tmp_path, videos_dir / "pyfeat__single_face.mp4", "cam1"
+    )
+    events = events_of(col, "cam1")
+    schema = load_schema("event")
+    for e in events:
+        jsonschema.validate(e, schema)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), d.log()
+    starts = [e for e in events if e["type"] == "start"]
+    assert len(starts) == 1, events
+    assert len({e["track_id"] for e in events}) == 1
+    assert any(e["type"] == "end" for e in events)
+    x, y, w, h = (starts[0]["bbox"][k] for k in "xywh")
+    assert 0 <= x < 1 and 0 <= y < 1 and 0 < w < 1 and 0 < h < 1
+    assert abs(sum(starts[0]["scores"].values()) - 1) < 1e-3
+    assert took < STOP_LIMIT_S
+    avail = col.on("edge/available")
+    assert avail[0].payload == b"online" and avail[-1].payload == b"offline"
+    assert "Traceback" not in d.log()
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_face_leaving_ends_its_track_before_the_video_ends(
+    mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path, videos_dir: Path
+) -> None:
+    col, d, _ = run_file(
+        mosquitto, mqtt_collector, daemon, tmp_path, videos_dir / "pyfeat__face_noface.mov", "cam2"
+    )
+    msgs = col.messages
+    ended_at = next(
+        m.t for m in msgs if m.topic == "edge/cam2/state" and m.json()["status"] == "ended"
+    )
+    ends = [m for m in msgs if m.topic == "edge/cam2/events" and m.json()["type"] == "end"]
+    assert ends, d.log()
+    # The man leaves mid-video and the cartoon plays on for seconds: the end must come
+    # from the tracker losing him, not from the end-of-stream flush.
+    assert ends[0].t < ended_at - 1.0
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_no_face_video_publishes_no_events(
+    mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path, videos_dir: Path
+) -> None:
+    col, d, _ = run_file(
+        mosquitto, mqtt_collector, daemon, tmp_path, videos_dir / "pyfeat__no_face.mp4", "cam3"
+    )
+    assert events_of(col, "cam3") == []
+    assert any(s["status"] == "online" for s in state_of(col, "cam3")), d.log()
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_crowd_video_gives_several_tracks(
+    mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path, videos_dir: Path
+) -> None:
+    col, d, _ = run_file(
+        mosquitto,
+        mqtt_collector,
+        daemon,
+        tmp_path,
+        videos_dir / "facenet_pytorch__video.mp4",
+        "crowd",
+    )
+    tracks = {e["track_id"] for e in events_of(col, "crowd") if e["type"] == "start"}
+    assert len(tracks) >= 3, d.log()
+
+
+@pytest.mark.slow
+def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -> None:
+    """`make run`'s config: sample camera + in-process broker, subscribable by any client."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    port = free_port()
+    cfg["mqtt"]["embedded_broker"]["port"] = port
+    cfg["mqtt"]["port"] = port
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    d = daemon(path)
+    deadline = time.monotonic() + 30
+    col = None
+    while col is None:
+        try:
+            col = MqttCollector("127.0.0.1", port, "edge/#").start(timeout=2)
+        except (OSError, AssertionError):
+            if time.monotonic() > deadline or d.proc.poll() is not None:
+                raise AssertionError(d.log()) from None
+            time.sleep(0.3)
+    try:
+        col.wait_for(
+            lambda ms: any(m.topic == "edge/sample/events" for m in ms),
+            timeout=30,
+            what="an event from the sample camera",
+        )
+        assert col.on("edge/available")[0].payload == b"online"
+        assert d.stop() < STOP_LIMIT_S
+    finally:
+        col.close()
+    assert "Traceback" not in d.log()
+
+
+def test_validate_config_exit_codes(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "validate-config", "-c", str(REPO / "config.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cameras:\n  - name: a\n    source: {type: rtsp, url: 'http://x'}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "validate-config", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert res.returncode == 2
+    assert "bad.yaml:3" in res.stderr and "cameras[0].source.url" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_run_refuses_bad_model_with_clear_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        free_port(),
+        [{"name": "s", "source": {"type": "sample"}}],
+        model={"path": str(garbage)},
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "run", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "garbage.onnx" in res.stderr and "Traceback" not in res.stderr

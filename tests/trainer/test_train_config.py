@@ -1,0 +1,124 @@
+"""Training config: YAML + key=value overrides, strict keys and types, saved and reloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.config import (
+    TrainConfig,
+    TrainConfigError,
+    load_train_config,
+    save_config,
+    to_dict,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
+
+
+@pytest.mark.parametrize("name", ["edgefer", "seed002"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_train_config(CONFIGS / f"{name}.yaml", [])
+    assert cfg.run_name == name
+    assert cfg.model.arch == name
+
+
+def test_yaml_then_overrides(tmp_path: Path) -> None:
+    cfg = load_train_config(
+        CONFIGS / "edgefer.yaml",
+        [
+            "optim.epochs=3",
+            "optim.lr=1",  # int for a float field: coerced
+            "data.limit_train=384",
+            "augment.scale=[0.8, 1.2]",
+            "model.kwargs={head_dim: 128}",
+            f"out_dir={tmp_path}",
+            "run_name = tiny",
+        ],
+    )
+    assert cfg.optim.epochs == 3
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.limit_train == 384
+    assert cfg.augment.scale == (0.8, 1.2)
+    assert cfg.model.kwargs == {"head_dim": 128}
+    assert cfg.run_dir == tmp_path / "tiny"
+    # untouched values come from the YAML file, then the dataclass defaults
+    assert cfg.optim.batch_size == 128 and cfg.augment.hflip == 0.5
+    assert cfg.data.class_weight_power == 0.3
+
+
+def test_defaults_without_file() -> None:
+    assert load_train_config(None, []) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("epochz=3", "epochz"),
+        ("optim.lrr=0.1", "optim.lrr"),
+        ("augment.blur=0.5", "augment.blur"),
+        ("nosuch.key=1", "nosuch"),
+    ],
+)
+def test_unknown_key_rejected_and_named(override: str, named: str) -> None:
+    with pytest.raises(TrainConfigError, match=rf"unknown key\(s\) {named}\b"):
+        load_train_config(None, [override])
+
+
+def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  epochs: 2\n  momentun: 0.8\n")
+    with pytest.raises(TrainConfigError, match=r"optim\.momentun"):
+        load_train_config(p, [])
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.epochs=abc", "optim.epochs"),
+        ("optim.epochs=1.5", "optim.epochs"),
+        ("optim.batch_size=true", "optim.batch_size"),
+        ("data.dedupe=3", "data.dedupe"),
+        ("optim.lr=fast", "optim.lr"),
+        ("run_name=123", "run_name"),
+        ("augment.scale=[0.8]", "augment.scale"),
+        ("augment.scale=0.9", "augment.scale"),
+        ("model.kwargs=3", "model.kwargs"),
+        ("data=5", "data"),
+    ],
+)
+def test_type_errors_name_the_key(override: str, named: str) -> None:
+    with pytest.raises(TrainConfigError, match=rf"^{named}: expected"):
+        load_train_config(None, [override])
+
+
+def test_malformed_overrides() -> None:
+    with pytest.raises(TrainConfigError, match="key=value"):
+        load_train_config(None, ["optim.epochs"])
+    with pytest.raises(TrainConfigError, match="not a section"):
+        load_train_config(None, ["data=1", "data.path=x"])
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(TrainConfigError, match=r"nope\.yaml"):
+        load_train_config(tmp_path / "nope.yaml", [])
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(TrainConfigError, match="top level must be a mapping"):
+        load_train_config(tmp_path / "list.yaml", [])
+    (tmp_path / "broken.yaml").write_text("optim: {epochs: [1\n")
+    with pytest.raises(TrainConfigError, match=r"broken\.yaml"):
+        load_train_config(tmp_path / "broken.yaml", [])
+
+
+def test_resolved_config_round_trip(tmp_path: Path) -> None:
+    cfg = load_train_config(
+        CONFIGS / "edgefer.yaml",
+        ["optim.epochs=2", "augment.scale=[0.85, 1.15]", "model.kwargs={expand: 3}"],
+    )
+    save_config(cfg, tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "epochs: 2" in text and "!!python" not in text  # plain YAML, no tuples
+    again = load_train_config(tmp_path / "config.yaml", [])
+    assert again == cfg
+    assert to_dict(again) == to_dict(cfg)

@@ -1,0 +1,173 @@
+"""Evaluate an exported ONNX emotion model on a labelled data set.
+
+    python -m trainer.evaluate MODEL.onnx [--data PATH]
+        [--format fer2013_npz|ferplus_npz|csv|folder] [--split val] [--out DIR] [--json]
+
+The model is loaded exactly as the daemon loads it (:class:`EmotionModel`), so its
+metadata contract decides the preprocessing. The model's output columns are matched to
+the data's FER-2013 classes by *name*; a model whose label names differ is refused.
+Prints accuracy, macro F1, expected calibration error and per-class precision/recall/F1,
+and writes ``<model>_<split>_confusion.png`` to ``--out`` (default: next to the model).
+With ``--json`` the report is printed as JSON on stdout (the table goes to stderr).
+Errors (missing file, unusable model, unreadable data) exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_daemon.labels import FER_LABELS
+from trainer.data import DataError, FaceDataset, default_data_dir, load_split
+from trainer.metrics import plot_confusion, summarize
+
+FORMATS = ("fer2013_npz", "ferplus_npz", "csv", "folder")
+_DEFAULT_FILES = {
+    "fer2013_npz": "fer2013/fer2013_trainval.npz",
+    "ferplus_npz": "ferplus/ferplus_trainval.npz",
+}
+
+
+class EvaluateError(Exception):
+    """The evaluation cannot run; the message says why."""
+
+
+def default_data_path(fmt: str) -> Path:
+    if fmt not in _DEFAULT_FILES:
+        raise EvaluateError(f"--data is required with --format {fmt}")
+    return default_data_dir() / _DEFAULT_FILES[fmt]
+
+
+def label_columns(model_labels: tuple[str, ...], data_labels: tuple[str, ...]) -> np.ndarray:
+    """For each data class (in data order), the model output column with the same name."""
+    if len(model_labels) != len(data_labels) or set(model_labels) != set(data_labels):
+        only_model = sorted(set(model_labels) - set(data_labels))
+        only_data = sorted(set(data_labels) - set(model_labels))
+        raise EvaluateError(
+            f"model labels {list(model_labels)} do not match the data classes "
+            f"{list(data_labels)} by name (only in model: {only_model}, only in data: "
+            f"{only_data})"
+        )
+    return np.array([model_labels.index(name) for name in data_labels], np.int64)
+
+
+def to_model_crops(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """uint8 [N, 48, 48] grayscale -> uint8 crops at the contract's size and colour."""
+    if images.shape[1:] != (size, size):
+        import cv2
+
+        interp = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
+        images = np.stack([cv2.resize(im, (size, size), interpolation=interp) for im in images])
+    if channels == 3:  # gray -> rgb/bgr are the same: three equal planes
+        images = np.repeat(images[..., None], 3, axis=-1)
+    return images
+
+
+def predict(model, data: FaceDataset, batch: int = 256) -> np.ndarray:
+    """Probabilities [N, 7] in the data's FER order."""
+    cols = label_columns(tuple(model.labels), FER_LABELS)
+    c = model.contract
+    out = [
+        model.predict(to_model_crops(data.images[i : i + batch], c.input_size, c.channels))
+        for i in range(0, len(data), batch)
+    ]
+    probs = np.concatenate(out) if out else np.zeros((0, len(FER_LABELS)), np.float32)
+    return probs[:, cols]
+
+
+def evaluate(model_path: Path, data: FaceDataset, threads: int = 1) -> dict:
+    from edge_daemon.classify.model import EmotionModel
+
+    if len(data) == 0:
+        raise EvaluateError(f"{data.name}: no images to evaluate")
+    model = EmotionModel(model_path, providers="cpu", threads=threads)
+    probs = predict(model, data)
+    report = summarize(data.labels, probs, FER_LABELS)
+    counts = data.class_counts()
+    report["support"] = {lab: int(counts[i]) for i, lab in enumerate(FER_LABELS)}
+    report["model_labels"] = list(model.labels)
+    report["contract"] = {
+        k: v for k, v in model.contract.to_metadata().items() if k not in ("labels",)
+    }
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [
+        f"model:    {r['model']}",
+        f"data:     {r['data']} [{r['split']}] {r['n']} images",
+        f"accuracy: {r['accuracy']:.4f}",
+        f"macro F1: {r['macro_f1']:.4f}",
+        f"ECE:      {r['ece']:.4f}",
+        "",
+        f"{'class':10s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'support':>8s}",
+    ]
+    for lab, pc in r["per_class"].items():
+        lines.append(
+            f"{lab:10s} {pc['precision']:9.4f} {pc['recall']:7.4f} {pc['f1']:7.4f} "
+            f"{r['support'][lab]:8d}"
+        )
+    lines.append("")
+    lines.append(f"confusion matrix: {r['confusion_png']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict:
+    if not args.model.is_file():
+        raise EvaluateError(f"model file {args.model} does not exist")
+    data_path = args.data if args.data is not None else default_data_path(args.format)
+    data = load_split(args.format, data_path, args.split)
+    if args.limit:
+        rng = np.random.default_rng(0)
+        data = data.subset(np.sort(rng.permutation(len(data))[: args.limit]))
+    report = {"model": str(args.model), "data": str(data_path), "split": args.split}
+    report.update(evaluate(args.model, data, threads=args.threads))
+    out_dir = args.out if args.out is not None else args.model.parent
+    png = out_dir / f"{args.model.stem}_{args.split}_confusion.png"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plot_confusion(
+            np.array(report["confusion"]),
+            FER_LABELS,
+            png,
+            f"{args.model.name} on {args.split}: acc {report['accuracy']:.4f}",
+        )
+    except OSError as exc:
+        raise EvaluateError(f"cannot write {png}: {exc}") from exc
+    report["confusion_png"] = str(png)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge_daemon.classify.model import ModelLoadError
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model", type=Path, help="ONNX model with the metadata contract")
+    ap.add_argument("--data", type=Path, help="data file or folder (default: shared FER-2013)")
+    ap.add_argument("--format", choices=FORMATS, default="fer2013_npz")
+    ap.add_argument("--split", default="val", help="train | val (csv: also test)")
+    ap.add_argument("--out", type=Path, help="where to write the confusion PNG")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate a random subset (0 = all)")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    args = ap.parse_args(argv)
+    try:
+        report = run(args)
+    except (EvaluateError, ModelLoadError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = format_report(report)
+    if args.json:
+        print(text, file=sys.stderr)
+        print(json.dumps(report, indent=1))
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
