@@ -29,7 +29,7 @@ def setup_logging(level: str) -> None:
     )
 
 
-def _load(path: Path):  # noqa: ANN202 - AppConfig, imported lazily for a fast `version`
+def _load(path: Path):
     from edge_daemon.config import ConfigError, load_config
 
     try:

@@ -72,7 +72,10 @@ class CameraAnalyzer:
 
     def process(self, frame: Frame) -> list[Event]:
         self._frames_seen += 1
-        self._last_mono, self._last_wall = frame.mono, frame.ts
+        # A frame captured before an `expire` tick is analysed after it: never let the
+        # tracker/policy clock run backwards.
+        now = max(frame.mono, self._last_mono)
+        self._last_mono, self._last_wall = now, frame.ts
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
         observations: list[FaceObservation] | None = None
@@ -96,8 +99,8 @@ class CameraAnalyzer:
                     FaceObservation(tuple(map(float, b)), float(s), p)  # type: ignore[arg-type]
                     for b, s, p in zip(det.xyxy, det.scores, probs, strict=True)
                 ]
-        upd = self.tracker.update(frame.mono, observations)
-        events = self.policy.update(frame.mono, frame.ts, self._size, upd.tracks, upd.ended)
+        upd = self.tracker.update(now, observations)
+        events = self.policy.update(now, frame.ts, self._size, upd.tracks, upd.ended)
         done = time.monotonic()
         self.metrics.record_frame(
             done,
@@ -111,11 +114,12 @@ class CameraAnalyzer:
 
     def expire(self, now_mono: float) -> list[Event]:
         """No frame arrived: advance time so tracks unseen for too long end."""
-        if not self._frames_seen:
+        if not self._frames_seen or now_mono <= self._last_mono:
             return []
-        wall = self._last_wall + (now_mono - self._last_mono)
+        self._last_wall += now_mono - self._last_mono
+        self._last_mono = now_mono
         upd = self.tracker.update(now_mono, None)
-        return self.policy.update(now_mono, wall, self._size, upd.tracks, upd.ended)
+        return self.policy.update(now_mono, self._last_wall, self._size, upd.tracks, upd.ended)
 
     def flush(self) -> list[Event]:
         """End every track (stream ended or shutting down)."""

@@ -39,7 +39,7 @@ class DetectorError(Exception):
 @dataclass(frozen=True)
 class DetectorParams:
     model: str = "full_range"
-    min_confidence: float = 0.5
+    min_confidence: float = 0.6
     max_input_width: int = 640  # frames wider are downscaled first; 0 = never
     max_faces: int = 20
     min_face_px: int = 20  # in original frame pixels
@@ -163,10 +163,3 @@ class FaceDetector:
         det, self._det = getattr(self, "_det", None), None
         if det is not None:
             det.close()  # type: ignore[attr-defined]
-
-    def __del__(self) -> None:
-        # MediaPipe's own __del__ fails at interpreter shutdown; close deterministically.
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - nothing useful can be done during teardown
-            pass

@@ -58,10 +58,14 @@ def test_emotions() -> None:
     assert get_args(AlertRule.model_fields["emotion"].annotation) == EMOTIONS
 
 
-def test_emotion_names_are_spelled_out_once_in_the_config_package() -> None:
-    package = REPO / "edge_daemon" / "config"
-    holders = [p.name for p in package.glob("*.py") if "disgust" in p.read_text()]
-    assert holders == ["schema.py"]
+def test_label_order_is_spelled_out_once_in_the_daemon() -> None:
+    """The FER label order lives in edge_daemon/labels.py only (docstring examples aside)."""
+    holders = [
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "edge_daemon").rglob("*.py")
+        if '"angry", "disgust"' in p.read_text()
+    ]
+    assert holders == ["edge_daemon/labels.py"]
 
 
 def test_source_types() -> None:
