@@ -19,7 +19,7 @@ from edge_daemon import __version__
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
-from edge_daemon.publish import EmbeddedBroker, MqttPublisher, MqttSettings
+from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
 from edge_daemon.sources import (
     CaptureSettings,
     CaptureWorker,
@@ -76,6 +76,30 @@ def mqtt_settings(cfg: AppConfig) -> MqttSettings:
     )
 
 
+def mqtt_broker_answers(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when an MQTT broker accepts a connection at host:port."""
+    import paho.mqtt.client as mqtt
+
+    ok = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+    def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        if not getattr(rc, "is_failure", True):
+            ok.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=5)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        return ok.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 @dataclass
 class CameraRuntime:
     config: CameraConfig
@@ -110,10 +134,7 @@ class App:
     def _start(self) -> None:
         cfg = self.cfg
         if cfg.mqtt.embedded_broker.enabled:
-            eb = cfg.mqtt.embedded_broker
-            self.broker = EmbeddedBroker(eb.host, eb.port)
-            self.broker.start(timeout=10)
-            log.info("embedded MQTT broker listening on %s:%d", eb.host, eb.port)
+            self._start_embedded_broker()
         self.publisher = MqttPublisher(mqtt_settings(cfg))
         self.publisher.start()
         self.model = EmotionModel(
@@ -130,6 +151,26 @@ class App:
             len(self.cameras),
             self.model.info.path.name,
         )
+
+    def _start_embedded_broker(self) -> None:
+        eb = self.cfg.mqtt.embedded_broker
+        broker = EmbeddedBroker(eb.host, eb.port)
+        try:
+            broker.start(timeout=10)
+        except BrokerStartError:
+            # Typical on a box where Debian's mosquitto service already owns the port:
+            # use that broker rather than refusing to run, and say so.
+            if not mqtt_broker_answers(eb.host, eb.port):
+                raise
+            log.warning(
+                "embedded broker not started: an MQTT broker already listens on %s:%d; "
+                "using it (set mqtt.embedded_broker.enabled: false to silence this)",
+                eb.host,
+                eb.port,
+            )
+            return
+        self.broker = broker
+        log.info("embedded MQTT broker listening on %s:%d", eb.host, eb.port)
 
     def _start_camera(self, cam: CameraConfig) -> CameraRuntime:
         assert self.model is not None and self.publisher is not None

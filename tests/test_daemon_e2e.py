@@ -265,3 +265,24 @@ def test_run_refuses_bad_model_with_clear_error(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "garbage.onnx" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_embedded_broker_port_taken_by_a_broker_uses_that_broker(
+    mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path
+) -> None:
+    """A box where Debian's mosquitto already owns the port: run anyway, and say so."""
+    col = mqtt_collector(mosquitto, "edge/#")
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        mosquitto.port,
+        [{"name": "s", "source": {"type": "sample"}}],
+    )
+    data = yaml.safe_load(cfg.read_text())
+    data["mqtt"]["embedded_broker"] = {"enabled": True, "port": mosquitto.port}
+    cfg.write_text(yaml.safe_dump(data))
+    d = daemon(cfg)
+    col.wait_topic("edge/available", timeout=30)
+    assert col.on("edge/available")[0].payload == b"online"
+    d.stop()
+    assert "already listens" in d.log()
