@@ -286,3 +286,54 @@ def test_embedded_broker_port_taken_by_a_broker_uses_that_broker(
     assert col.on("edge/available")[0].payload == b"online"
     d.stop()
     assert "already listens" in d.log()
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_rtsp_camera_reconnects_after_server_restart(
+    mosquitto: Any,
+    mqtt_collector: Any,
+    daemon: Any,
+    tmp_path: Path,
+    videos_dir: Path,
+    rtsp_server: Any,
+    loop_video: Any,
+) -> None:
+    """A real RTSP server streaming a real face video is killed and restarted."""
+    server = rtsp_server(loop_video(videos_dir / "pyfeat__single_face.mp4", 120), "/cam")
+    col = mqtt_collector(mosquitto, "edge/#")
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        mosquitto.port,
+        [
+            {
+                "name": "door",
+                "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
+                "stall_timeout_s": 3,
+                "reconnect_initial_s": 0.5,
+                "reconnect_max_s": 2,
+            }
+        ],
+    )
+    d = daemon(cfg)
+
+    def status_seen(status: str, after: int = 0) -> Callable[[list[Any]], bool]:
+        def pred(ms: list[Any]) -> bool:
+            states = [m.json() for m in ms if m.topic == "edge/door/state"]
+            return any(s["status"] == status for s in states[after:])
+
+        return pred
+
+    col.wait_for(status_seen("online"), timeout=30, what="online")
+    col.wait_for(
+        lambda ms: any(m.topic == "edge/door/events" for m in ms), timeout=30, what="an event"
+    )
+    server.stop()
+    col.wait_for(status_seen("reconnecting"), timeout=15, what="reconnecting")
+    n = len(col.on("edge/door/state"))
+    server.start()
+    t0 = time.monotonic()
+    col.wait_for(status_seen("online", after=n), timeout=15, what="online again")
+    assert time.monotonic() - t0 < 10, "reconnect took too long"
+    d.stop()
+    assert "Traceback" not in d.log()
