@@ -138,7 +138,10 @@ class App:
         self.publisher = MqttPublisher(mqtt_settings(cfg))
         self.publisher.start()
         self.model = EmotionModel(
-            cfg.model.resolved_path(), cfg.model.providers, cfg.model.intra_op_threads
+            cfg.model.resolved_path(),
+            cfg.model.providers,
+            cfg.model.intra_op_threads,
+            cfg.model.tta_hflip,
         )
         for cam in cfg.cameras:
             if not cam.enabled:

@@ -71,7 +71,10 @@ def run_bench(
     cfg = _config_for(source, config)
     try:
         model = EmotionModel(
-            cfg.model.resolved_path(), cfg.model.providers, cfg.model.intra_op_threads
+            cfg.model.resolved_path(),
+            cfg.model.providers,
+            cfg.model.intra_op_threads,
+            cfg.model.tta_hflip,
         )
     except ModelLoadError as exc:
         raise BenchError(str(exc)) from exc

@@ -79,17 +79,18 @@ def predict(model, data: FaceDataset, batch: int = 256) -> np.ndarray:
     return probs[:, cols]
 
 
-def evaluate(model_path: Path, data: FaceDataset, threads: int = 1) -> dict:
+def evaluate(model_path: Path, data: FaceDataset, threads: int = 1, tta: bool = False) -> dict:
     from edge_daemon.classify.model import EmotionModel
 
     if len(data) == 0:
         raise EvaluateError(f"{data.name}: no images to evaluate")
-    model = EmotionModel(model_path, providers="cpu", threads=threads)
+    model = EmotionModel(model_path, providers="cpu", threads=threads, tta_hflip=tta)
     probs = predict(model, data)
     report = summarize(data.labels, probs, FER_LABELS)
     counts = data.class_counts()
     report["support"] = {lab: int(counts[i]) for i, lab in enumerate(FER_LABELS)}
     report["model_labels"] = list(model.labels)
+    report["tta_hflip"] = tta
     report["contract"] = {
         k: v for k, v in model.contract.to_metadata().items() if k not in ("labels",)
     }
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> dict:
         rng = np.random.default_rng(0)
         data = data.subset(np.sort(rng.permutation(len(data))[: args.limit]))
     report = {"model": str(args.model), "data": str(data_path), "split": args.split}
-    report.update(evaluate(args.model, data, threads=args.threads))
+    report.update(evaluate(args.model, data, threads=args.threads, tta=args.tta))
     out_dir = args.out if args.out is not None else args.model.parent
     png = out_dir / f"{args.model.stem}_{args.split}_confusion.png"
     try:
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--limit", type=int, default=0, help="evaluate a random subset (0 = all)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    ap.add_argument("--tta", action="store_true", help="average with the mirrored face")
     args = ap.parse_args(argv)
     try:
         report = run(args)

@@ -49,7 +49,22 @@ def _reader(images: np.ndarray, model: EmotionModel, batch: int = 64):
     return Reader()
 
 
-def quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
+def edge_nodes(model_path: Path) -> list[str]:
+    """The first convolution and the final classifier: the layers int8 hurts most
+    (raw pixels in, logits out) and that cost least to keep in float."""
+    g = onnx.load(str(model_path)).graph
+    convs = [n.name for n in g.node if n.op_type == "Conv"]
+    heads = [n.name for n in g.node if n.op_type in ("Gemm", "MatMul")]
+    return ([convs[0]] if convs else []) + ([heads[-1]] if heads else [])
+
+
+def quantize(
+    fp32: Path,
+    out: Path,
+    calib: np.ndarray,
+    method: str = "percentile",
+    keep_edges_float: bool = False,
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -67,6 +82,13 @@ def quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        methods = {
+            "percentile": CalibrationMethod.Percentile,
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+        }
+        if method not in methods:
+            raise QuantizeError(f"calibration method {method!r} (allowed: {', '.join(methods)})")
         quantize_static(
             str(pre),
             str(out),
@@ -75,14 +97,18 @@ def quantize(fp32: Path, out: Path, calib: np.ndarray) -> None:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
+            calibrate_method=methods[method],
+            nodes_to_exclude=edge_nodes(pre) if keep_edges_float else [],
             extra_options={"CalibPercentile": 99.99},
         )
     q = onnx.load(str(out))
     del q.metadata_props[:]
     for p in src.metadata_props:
         q.metadata_props.add(key=p.key, value=p.value)
-    q.metadata_props.add(key="quantization", value="int8 static QDQ per-channel")
+    desc = f"int8 static QDQ per-channel, {method} calibration on {len(calib)} train images"
+    if keep_edges_float:
+        desc += ", first conv and classifier kept float"
+    q.metadata_props.add(key="quantization", value=desc)
     q.doc_string = src.doc_string
     onnx.checker.check_model(q)
     onnx.save(q, str(out))
@@ -105,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--config", type=Path, help="training config naming the data (default: run's)")
     ap.add_argument("--calibration", type=int, default=2000, help="calibration images (>= 512)")
+    ap.add_argument("--method", default="percentile", help="percentile | minmax | entropy")
+    ap.add_argument(
+        "--keep-edges-float", action="store_true", help="keep first conv and classifier float"
+    )
     ap.add_argument("--max-drop", type=float, default=0.5, help="allowed accuracy loss, points")
     ap.add_argument("--report", type=Path, help="write fp32/int8 metrics as JSON here")
     args = ap.parse_args(argv)
@@ -114,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         train, val = load_data(cfg, log=False)
         rng = np.random.default_rng(0)
         calib = train.images[rng.permutation(len(train))[: args.calibration]]
-        quantize(args.model, args.output, calib)
+        quantize(args.model, args.output, calib, args.method, args.keep_edges_float)
         fp = evaluate_model(args.model, val)
         q = evaluate_model(args.output, val)
     except (QuantizeError, DataError) as exc:

@@ -57,9 +57,16 @@ class EmotionModel:
     (see :mod:`edge_daemon.classify.crop`) and returns calibrated probabilities.
     """
 
-    def __init__(self, path: Path | None = None, providers: str = "auto", threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        providers: str = "auto",
+        threads: int = 1,
+        tta_hflip: bool = False,
+    ) -> None:
         import onnxruntime as ort
 
+        self.tta_hflip = tta_hflip
         path = Path(path) if path is not None else BUNDLED_MODEL
         if not path.is_file():
             raise ModelLoadError(f"model file {path} does not exist (model.path)")
@@ -126,8 +133,13 @@ class EmotionModel:
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         x = self.contract.normalize(crops)
-        out = self.session.run(None, {self.input_name: x})[0]
-        return self.contract.to_probs(out)
+        if not self.tta_hflip:
+            return self.contract.to_probs(self.session.run(None, {self.input_name: x})[0])
+        # One batch holding the faces and their mirror images; average the probabilities.
+        both = np.concatenate([x, x[..., ::-1]])
+        p = self.contract.to_probs(self.session.run(None, {self.input_name: both})[0])
+        n = len(crops)
+        return (p[:n] + p[n:]) * np.float32(0.5)
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
         x = self.contract.normalize(crops)

@@ -1,0 +1,76 @@
+"""BlazeFace on a real public-domain photo (scikit-image's astronaut), offline."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
+
+
+@pytest.fixture(scope="module")
+def astronaut_bgr() -> np.ndarray:
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@pytest.mark.parametrize("model", ["short_range", "full_range"])
+def test_finds_the_astronaut_face(astronaut_bgr: np.ndarray, model: str) -> None:
+    det = FaceDetector(DetectorParams(model=model))
+    try:
+        d = det.detect(astronaut_bgr)
+    finally:
+        det.close()
+    assert len(d) == 1
+    x1, y1, x2, y2 = d.xyxy[0]
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    assert 200 < cx < 250 and 100 < cy < 150  # her face, not the flag or the helmet
+    assert d.scores[0] > 0.85
+
+
+def test_large_frame_is_downscaled_and_boxes_mapped_back(astronaut_bgr: np.ndarray) -> None:
+    big = cv2.resize(astronaut_bgr, (2048, 2048))  # 4x: a 4K-class frame
+    det = FaceDetector(DetectorParams(max_input_width=512))
+    try:
+        d = det.detect(big)
+    finally:
+        det.close()
+    assert len(d) == 1
+    cx = (d.xyxy[0, 0] + d.xyxy[0, 2]) / 2
+    assert 800 < cx < 1000
+
+
+def test_blank_frame_and_size_filter_are_counted(astronaut_bgr: np.ndarray) -> None:
+    det = FaceDetector(DetectorParams(min_face_px=500))
+    try:
+        assert len(det.detect(np.zeros((240, 320, 3), np.uint8))) == 0
+        assert len(det.detect(astronaut_bgr)) == 0
+        assert det.counters.too_small == 1
+    finally:
+        det.close()
+
+
+def test_a_detector_belongs_to_the_thread_that_first_used_it(astronaut_bgr: np.ndarray) -> None:
+    det = FaceDetector(DetectorParams())
+    det.open()
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            det.detect(astronaut_bgr)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    det.close()
+    assert errors and "does not own" in str(errors[0])
+
+
+def test_unknown_model_is_refused() -> None:
+    with pytest.raises(DetectorError, match="allowed"):
+        FaceDetector(DetectorParams(model="huge"))
