@@ -46,7 +46,7 @@ def test_face_gets_a_track_a_start_and_an_end_when_it_leaves() -> None:
     assert types.index("start") < types.index("end")
     start = events[types.index("start")]
     assert start.camera == "cam" and set(start.scores) == set(EmotionModel().labels)
-    x, y, w, h = start.bbox
+    x, y, w, _ = start.bbox
     assert 0.3 < x < 0.5 and 0.1 < y < 0.3 and 0 < w < 0.3
     snap = an.metrics.snapshot()
     assert snap["frames"] == 40 and snap["detections_run"] == 40

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def test_tta_is_the_mean_of_the_face_and_its_mirror(crops: np.ndarray) -> None:
     np.testing.assert_allclose(tta.predict(crops), expected, atol=1e-5)
 
 
-def test_missing_model_file_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
+def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         EmotionModel(tmp_path / "nope.onnx")
 
