@@ -143,7 +143,7 @@ def test_single_face_gives_one_track_and_valid_events(
     assert took < STOP_LIMIT_S
     avail = col.on("edge/available")
     assert avail[0].payload == b"online" and avail[-1].payload == b"offline"
-    assert "Traceback" not in d.log()
+    assert "Traceback" not in d.log(), d.log()
 
 
 @pytest.mark.shared_data
@@ -223,7 +223,7 @@ def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -
         assert d.stop() < STOP_LIMIT_S
     finally:
         col.close()
-    assert "Traceback" not in d.log()
+    assert "Traceback" not in d.log(), d.log()
 
 
 def test_validate_config_exit_codes(tmp_path: Path) -> None:
@@ -336,4 +336,4 @@ def test_rtsp_camera_reconnects_after_server_restart(
     col.wait_for(status_seen("online", after=n), timeout=15, what="online again")
     assert time.monotonic() - t0 < 10, "reconnect took too long"
     d.stop()
-    assert "Traceback" not in d.log()
+    assert "Traceback" not in d.log(), d.log()

@@ -169,6 +169,7 @@ class EmbeddedBroker:
                 if any(s.client_id == session.client_id for s, _ in owners):
                     await super()._publish_retained_messages_for_subscription(subscription, session)
 
+        quiet_amqtt_logging()
         self._stop_event = asyncio.Event()
         patchable = hasattr(Broker, "_publish_retained_messages_for_subscription")
         broker = (_Broker if patchable else Broker)(self._config())
@@ -185,9 +186,33 @@ class EmbeddedBroker:
         finally:
             try:
                 # Bounded: stop() promises to return quickly even with stuck clients.
-                await asyncio.wait_for(broker.shutdown(), timeout=1.5)
+                await asyncio.wait_for(broker.shutdown(), timeout=1.0)
             except Exception as exc:  # incl. TimeoutError
-                log.warning("embedded MQTT broker shutdown incomplete: %s", exc)
+                log.warning("embedded MQTT broker shutdown incomplete: %s", type(exc).__name__)
+
+
+class _QuietCancellation(logging.Filter):
+    """amqtt logs the cancellation of its own tasks during a shutdown we asked for with a
+    full traceback; that is expected, so keep one line at DEBUG instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, asyncio.CancelledError):
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_amqtt_logging() -> None:
+    """amqtt and its state machine library log every connection at INFO; the daemon's
+    own log says what matters. Idempotent."""
+    for name in ("amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    broker_log = logging.getLogger("amqtt.broker")
+    if not any(isinstance(f, _QuietCancellation) for f in broker_log.filters):
+        broker_log.addFilter(_QuietCancellation())
 
 
 def _is_addr_in_use(exc: BaseException) -> bool:
