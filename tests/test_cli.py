@@ -1,0 +1,69 @@
+"""CLI commands that need no camera: version, watch (against a real broker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge_daemon import __version__
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "version"], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0 and out.stdout.strip() == f"edge-daemon {__version__}"
+
+
+def test_watch_prints_events_from_the_broker(mosquitto: Any) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "edge_daemon", "watch",
+            "--port", str(mosquitto.port), "--count", "1", "--timeout", "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )  # fmt: skip
+    event = {
+        "schema_version": 1, "type": "start", "camera": "door", "track_id": 4,
+        "emotion": "happy", "confidence": 0.9, "scores": {}, "bbox": {}, "ts": 1.0, "seq": 7,
+    }  # fmt: skip
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        deadline = time.monotonic() + 20
+        # Publish until the watcher (which may still be subscribing) has seen one.
+        while proc.poll() is None and time.monotonic() < deadline:
+            pub.publish("edge/door/events", json.dumps(event), qos=1).wait_for_publish(2)
+            time.sleep(0.3)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert proc.returncode == 0, err
+    assert "door" in out and "#7" in out and "start" in out and "happy" in out
+
+
+def test_watch_without_broker_says_how_to_fix(tmp_path: Path) -> None:
+    from tests.fixtures.mqtt import free_port
+
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "watch", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
+    assert res.returncode == 1
+    assert "cannot connect" in res.stderr and "Traceback" not in res.stderr
