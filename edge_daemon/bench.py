@@ -128,12 +128,8 @@ def run_bench(
     frames = int(lat.size)
     det_runs = sum(a.metrics.detections_run for a in analyzers)
     faces = sum(a.metrics.faces for a in analyzers)
-    det_ms = np.concatenate(
-        [np.asarray(list(a.metrics.detect_ms._d), np.float64) for a in analyzers]
-    )
-    cls_ms = np.concatenate(
-        [np.asarray(list(a.metrics.classify_ms._d), np.float64) for a in analyzers]
-    )
+    det_ms = np.concatenate([a.metrics.detect_ms.values() for a in analyzers])
+    cls_ms = np.concatenate([a.metrics.classify_ms.values() for a in analyzers])
     decode_fps = n_dec / t_dec
     pipeline_fps = frames / wall
     return {

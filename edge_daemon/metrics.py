@@ -28,8 +28,10 @@ class Window:
     def percentiles(self, qs: tuple[float, ...]) -> list[float]:
         if not self._d:
             return [0.0 for _ in qs]
-        a = np.fromiter(self._d, np.float64, len(self._d))
-        return [float(x) for x in np.percentile(a, qs)]
+        return [float(x) for x in np.percentile(self.values(), qs)]
+
+    def values(self) -> np.ndarray:
+        return np.fromiter(self._d, np.float64, len(self._d))
 
     def __len__(self) -> int:
         return len(self._d)
