@@ -1,10 +1,16 @@
 """The application object: the one owner of start-up and shutdown order.
 
 Start order: embedded broker (optional) -> MQTT publisher -> emotion model -> per camera
-(analyzer, pipeline thread, capture thread). Stop order is the reverse, driven by one
-stop event: captures stop first, pipelines flush their tracks (``end`` events), the
-publisher delivers what it can and publishes ``offline``, then the broker stops.
-Everything blocks with timeouts, so a stop completes within about two seconds.
+(analyzer, pipeline thread, capture thread) -> Home Assistant discovery -> HTTP endpoints
+(metrics, live view) -> systemd ``READY=1`` once every pipeline has entered its loop.
+Stop order is the reverse, driven by one stop event (each camera also has its own, so a
+reload can restart one camera): ``STOPPING=1``, HTTP endpoints close, captures stop,
+pipelines flush their tracks (``end`` events), the publisher delivers what it can and
+publishes ``offline``, then the broker stops. Everything blocks with timeouts, so a stop
+completes within about two seconds.
+
+The main thread runs :meth:`App.wait`: stats, systemd watchdog pings (only while every
+pipeline is alive and turning), ``STATUS=`` lines, and reloads requested by SIGHUP.
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge_daemon import __version__
 from edge_daemon.classify.model import EmotionModel
-from edge_daemon.config import AppConfig, CameraConfig
+from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
+from edge_daemon.ops.prometheus import CameraView, DaemonCollector, Health, MetricsEndpoint
+from edge_daemon.ops.systemd import SystemdNotifier
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
 from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
+from edge_daemon.publish.homeassistant import (
+    DiscoveryCamera,
+    discovery_messages,
+    removal_messages,
+)
 from edge_daemon.sources import (
     CaptureSettings,
     CaptureWorker,
@@ -32,10 +46,21 @@ from edge_daemon.sources import (
     UsbSpec,
 )
 from edge_daemon.types import StreamStatus
+from edge_daemon.web.http import HttpService
+from edge_daemon.web.live import LiveSlot, RenderOptions
+from edge_daemon.web.liveview import LiveView
 
 log = logging.getLogger(__name__)
 
 STOP_BUDGET_S = 2.0  # total time a shutdown may take
+#: A pipeline whose loop has not turned for this long is stuck (its loop turns at least
+#: every 0.25 s; one frame takes tens of ms). Long enough for a slow first inference.
+PIPELINE_STALL_S = 15.0
+READY_TIMEOUT_S = 60.0  # waiting for pipelines to open their stages before READY=1
+STATUS_INTERVAL_S = 5.0  # systemd STATUS= refresh
+TICK_S = 0.5  # main loop granularity: reload requests and watchdog pings
+#: Sections a reload cannot apply to a running daemon (the change is logged; restart).
+RESTART_SECTIONS = ("mqtt", "model", "metrics", "live_view")
 
 
 def source_spec(cam: CameraConfig) -> SourceSpec:
@@ -106,19 +131,49 @@ class CameraRuntime:
     queue: FrameQueue
     capture: CaptureWorker
     pipeline: CameraPipeline
+    stop: threading.Event
+    live: LiveSlot | None = None
+
+    def view(self) -> CameraView:
+        metrics = self.pipeline.analyzer.metrics
+        return CameraView(self.config.name, self.capture.stats(), self.queue.dropped, metrics)
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 class App:
     """Owns every component; ``start()`` then ``wait()``; ``stop()`` from any thread."""
 
-    def __init__(self, cfg: AppConfig) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        config_path: Path | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.config_path = config_path  # re-read on reload; None = reload unsupported
         self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.notifier = notifier or SystemdNotifier()
         self.broker: EmbeddedBroker | None = None
         self.publisher: MqttPublisher | None = None
         self.model: EmotionModel | None = None
         self.cameras: list[CameraRuntime] = []
+        self.http: list[HttpService] = []
+        self.live_view: LiveView | None = None
         self.started_at = 0.0
+        self.started = False
+        self.reloads = 0
+        self._stopping = False  # stop() ran (the stop event may be set earlier by a signal)
+        self._watchdog_problem: tuple[str, ...] = ()
+        self._ha_cameras: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -148,12 +203,66 @@ class App:
                 log.info("camera %s disabled in config", cam.name)
                 continue
             self.cameras.append(self._start_camera(cam))
+        self._publish_discovery()
+        self._start_http()
+        self.started = True
+        self._wait_pipelines_ready(READY_TIMEOUT_S)
         log.info(
             "edge-daemon %s running: %d camera(s), model %s",
             __version__,
             len(self.cameras),
             self.model.info.path.name,
         )
+        self.notifier.ready(self.status_line())
+
+    def _wait_pipelines_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for rt in self.cameras:
+            while not rt.pipeline.ready.wait(0.1):
+                if not rt.pipeline.is_alive() or self.stop_event.is_set():
+                    break
+                if time.monotonic() > deadline:
+                    log.warning("camera %s: pipeline not ready in %.0fs", rt.config.name, timeout)
+                    break
+
+    def _start_http(self) -> None:
+        m, lv = self.cfg.metrics, self.cfg.live_view
+        if m.enabled:
+            svc = HttpService(
+                "metrics",
+                m.host,
+                m.port,
+                m.token.get_secret_value() if m.token else None,
+                public_paths=("/healthz", "/readyz"),
+            )
+            collector = DaemonCollector(
+                lambda: [rt.view() for rt in self.cameras],
+                lambda: self.publisher.stats() if self.publisher else {},
+                self.health,
+            )
+            MetricsEndpoint(svc, collector)
+            svc.start()
+            self.http.append(svc)
+            log.info("metrics on %s/metrics (health: /healthz, /readyz)%s", svc.url, m.exposure)
+        if lv.enabled:
+            token = lv.token.get_secret_value() if lv.token else None
+            svc = HttpService("live-view", lv.host, lv.port, token)
+            self.live_view = LiveView(svc, self._live_cameras, lv.fps, lv.max_clients)
+            svc.start()
+            self.http.append(svc)
+            log.info(
+                "live view on %s/%s%s",
+                svc.url,
+                " (token required)" if lv.token else "",
+                lv.exposure,
+            )
+
+    def _live_cameras(self) -> dict[str, tuple[LiveSlot, str]]:
+        return {
+            rt.config.name: (rt.live, rt.capture.status.value)
+            for rt in list(self.cameras)
+            if rt.live is not None
+        }
 
     def _start_embedded_broker(self) -> None:
         eb = self.cfg.mqtt.embedded_broker
@@ -177,20 +286,36 @@ class App:
 
     def _start_camera(self, cam: CameraConfig) -> CameraRuntime:
         assert self.model is not None and self.publisher is not None
+        stop = threading.Event()
+        if self.stop_event.is_set():
+            stop.set()
+        lv = self.cfg.live_view
+        live = (
+            LiveSlot(cam.name, RenderOptions(lv.max_width, lv.jpeg_quality, lv.blur_faces))
+            if lv.enabled
+            else None
+        )
         queue = FrameQueue(cam.queue_size)
         settings = CaptureSettings(
             stall_timeout_s=cam.stall_timeout_s,
             reconnect_initial_s=cam.reconnect_initial_s,
             reconnect_max_s=cam.reconnect_max_s,
         )
-        capture = CaptureWorker(
-            cam.name, source_spec(cam), settings, queue, self.stop_event, self._on_status
-        )
+        capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
         analyzer = CameraAnalyzer(cam, self.cfg, self.model)
-        pipeline = CameraPipeline(analyzer, queue, capture, self.publisher, self.stop_event)
+        pipeline = CameraPipeline(analyzer, queue, capture, self.publisher, stop, live)
         pipeline.start()  # consumer first, so no frame waits for it
         capture.start()
-        return CameraRuntime(cam, queue, capture, pipeline)
+        return CameraRuntime(cam, queue, capture, pipeline, stop, live)
+
+    def _stop_cameras(self, cameras: list[CameraRuntime], budget_s: float) -> None:
+        deadline = time.monotonic() + budget_s
+        for rt in cameras:
+            rt.stop.set()
+        for rt in cameras:
+            rt.capture.join(timeout=max(0.05, (deadline - time.monotonic()) * 0.5))
+        for rt in cameras:
+            rt.pipeline.join(timeout=max(0.05, deadline - time.monotonic()))
 
     def _on_status(self, camera: str, status: StreamStatus, error: str | None) -> None:
         # Runs on the capture thread: only log here; the pipeline thread owns the state
@@ -201,25 +326,59 @@ class App:
             log.info("camera %s: %s", camera, status.value)
 
     def wait(self) -> None:
-        """Block until stop is requested, publishing stats periodically."""
-        interval = self.cfg.mqtt.stats_interval_s
-        next_stats = time.monotonic() + min(interval, 5.0)
-        while not self.stop_event.wait(timeout=max(0.0, next_stats - time.monotonic())):
-            self.publish_stats()
-            next_stats = time.monotonic() + interval
+        """Until stop: stats, watchdog pings, STATUS lines and reloads (main thread)."""
+        now = time.monotonic()
+        next_stats = now + min(self.cfg.mqtt.stats_interval_s, 5.0)
+        next_status = now + STATUS_INTERVAL_S
+        wd = self.notifier.watchdog_interval_s
+        next_watchdog = now
+        while not self.stop_event.wait(TICK_S):
+            now = time.monotonic()
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
+            if wd is not None and now >= next_watchdog:
+                self._watchdog()
+                next_watchdog = now + wd
+            if now >= next_status:
+                self.notifier.status(self.status_line())
+                next_status = now + STATUS_INTERVAL_S
+            if now >= next_stats:
+                self.publish_stats()
+                next_stats = now + self.cfg.mqtt.stats_interval_s
+
+    def request_reload(self) -> None:
+        """Ask the main loop to re-read the config (safe from a signal handler)."""
+        self.reload_requested.set()
+
+    def _watchdog(self) -> None:
+        h = self.health()
+        if h.healthy:
+            if self._watchdog_problem:
+                log.info("pipelines healthy again: watchdog pings resumed")
+            self._watchdog_problem = ()
+            self.notifier.watchdog()
+            return
+        problems = tuple(h.problems)
+        if problems != self._watchdog_problem:
+            log.error("unhealthy, withholding systemd watchdog pings: %s", "; ".join(problems))
+        self._watchdog_problem = problems
 
     def stop(self) -> None:
         """Stop in reverse start order within ~STOP_BUDGET_S. Idempotent."""
         self.stop_event.set()
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.stopping()
         deadline = time.monotonic() + STOP_BUDGET_S
 
         def left(share: float) -> float:
             return max(0.05, (deadline - time.monotonic()) * share)
 
-        for rt in self.cameras:
-            rt.capture.join(timeout=left(0.3))
-        for rt in self.cameras:
-            rt.pipeline.join(timeout=left(0.3))
+        for svc in self.http:
+            svc.stop(timeout=left(0.1))
+        self.http = []
+        self._stop_cameras(self.cameras, left(0.6))
         if self.publisher is not None:
             self.publisher.stop(timeout=left(0.7))
         if self.broker is not None:
@@ -228,8 +387,152 @@ class App:
         stuck = [n for n in alive if n.startswith(("capture-", "pipeline-"))]
         if stuck:
             log.warning("threads still running after stop: %s", ", ".join(stuck))
+        self.notifier.close()
+
+    # -- reload ----------------------------------------------------------------------
+
+    def reload(self) -> ReloadResult:
+        """Re-read the config file; restart only the cameras whose settings changed.
+
+        An invalid file is rejected with every error logged, and the running
+        configuration keeps going. Changes to sections in ``RESTART_SECTIONS`` cannot be
+        applied live: they are logged and kept for the next start. Detector, tracker and
+        event settings are part of every camera's pipeline, so changing them restarts
+        all cameras.
+        """
+        if self.config_path is None:
+            log.warning("reload requested but the daemon was not started from a config file")
+            return ReloadResult(False, errors=["no config file"])
+        mono_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notifier.notify(RELOADING=1, MONOTONIC_USEC=mono_us)
+        try:
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                errors = [str(i) for i in exc.errors]
+                log.error(
+                    "reload rejected: %s has %d error(s); the running configuration stays:",
+                    self.config_path,
+                    len(errors),
+                )
+                for e in errors:
+                    log.error("  %s", e)
+                return ReloadResult(False, errors=errors)
+            return self._apply(new)
+        finally:
+            self.notifier.notify(READY=1, STATUS=self.status_line())
+
+    def _apply(self, new: AppConfig) -> ReloadResult:
+        old = self.cfg
+        kept = {}
+        for section in RESTART_SECTIONS:
+            if getattr(new, section) != getattr(old, section):
+                log.warning("reload: %s changed; restart the daemon to apply it", section)
+                kept[section] = getattr(old, section)
+        new = new.model_copy(update=kept)
+        if new.log_level != old.log_level:
+            logging.getLogger().setLevel(new.log_level.upper())
+        pipeline_wide = (new.detector, new.tracker, new.events) != (
+            old.detector,
+            old.tracker,
+            old.events,
+        )
+        old_cams = {c.name: c for c in old.cameras if c.enabled}
+        new_cams = {c.name: c for c in new.cameras if c.enabled}
+        removed = [n for n in old_cams if n not in new_cams]
+        added = [n for n in new_cams if n not in old_cams]
+        changed = [
+            n for n in new_cams if n in old_cams and (pipeline_wide or new_cams[n] != old_cams[n])
+        ]
+        going = [rt for rt in self.cameras if rt.config.name in (*removed, *changed)]
+        self._stop_cameras(going, STOP_BUDGET_S)
+        self.cfg = new
+        running = {rt.config.name: rt for rt in self.cameras if rt not in going}
+        for name in new_cams:  # keep the config's order
+            if name in added or name in changed:
+                running[name] = self._start_camera(new_cams[name])
+        self.cameras = [running[n] for n in new_cams if n in running]
+        self.reloads += 1
+        self._publish_discovery()
+        result = ReloadResult(True, added, removed, changed)
+        log.info(
+            "reloaded %s: %d added, %d removed, %d restarted, %d unchanged",
+            self.config_path,
+            len(added),
+            len(removed),
+            len(changed),
+            len(new_cams) - len(added) - len(changed),
+        )
+        return result
+
+    def _publish_discovery(self) -> None:
+        ha = self.cfg.homeassistant
+        if self.publisher is None or self.model is None:
+            return
+        names = [rt.config.name for rt in self.cameras]
+        msgs: list[tuple[str, bytes]] = []
+        gone = [n for n in self._ha_cameras if n not in names]
+        if gone or (not ha.enabled and self._ha_cameras):
+            msgs += removal_messages(
+                discovery_prefix=ha.discovery_prefix,
+                node_id=ha.node_id,
+                cameras=gone if ha.enabled else self._ha_cameras,
+            )
+        if ha.enabled:
+            msgs += discovery_messages(
+                discovery_prefix=ha.discovery_prefix,
+                node_id=ha.node_id,
+                device_name=ha.device_name,
+                topic_prefix=self.cfg.mqtt.topic_prefix,
+                labels=self.model.labels,
+                cameras=[
+                    DiscoveryCamera(rt.config.name, tuple(a.name for a in rt.config.alerts))
+                    for rt in self.cameras
+                ],
+            )
+        for topic, payload in msgs:
+            self.publisher.publish_raw(topic, payload, retain=True, qos=1, absolute=True)
+        self._ha_cameras = names if ha.enabled else []
 
     # -- observation -----------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Liveness of every thread the daemon needs (see :class:`Health`)."""
+        now = time.monotonic()
+        problems: list[str] = []
+        cams: dict[str, dict[str, Any]] = {}
+        for rt in list(self.cameras):
+            name, pipe, cap = rt.config.name, rt.pipeline, rt.capture
+            status = cap.status
+            if not pipe.is_alive():
+                problems.append(f"camera {name}: pipeline thread is not running")
+            elif pipe.ready.is_set() and now - pipe.heartbeat > PIPELINE_STALL_S:
+                problems.append(f"camera {name}: pipeline stuck for {now - pipe.heartbeat:.0f} s")
+            finished = status in (StreamStatus.ENDED, StreamStatus.FAILED, StreamStatus.STOPPED)
+            if not cap.is_alive() and not finished:
+                problems.append(f"camera {name}: capture thread is not running")
+            cams[name] = {
+                "status": status.value,
+                "ready": pipe.ready.is_set(),
+                "heartbeat_age_s": round(now - pipe.heartbeat, 2) if pipe.heartbeat else None,
+            }
+        if self.publisher is not None and not self.publisher.alive:
+            problems.append("mqtt publisher thread is not running")
+        ready = self.started and all(rt.pipeline.ready.is_set() for rt in self.cameras)
+        return Health(not problems, ready, problems, cams)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: per-camera fps or state, MQTT connection."""
+        parts = []
+        for rt in list(self.cameras):
+            cap = rt.capture.stats()
+            if cap.status is StreamStatus.ONLINE:
+                parts.append(f"{rt.config.name} {rt.pipeline.analyzer.metrics.fps():.1f} fps")
+            else:
+                parts.append(f"{rt.config.name} {cap.status.value}")
+        mq = self.publisher.stats() if self.publisher else {}
+        link = "mqtt connected" if mq.get("connected") else "mqtt disconnected"
+        return f"{len(parts)} camera(s): {', '.join(parts) or 'none'}; {link}"
 
     def stats(self) -> dict[str, Any]:
         cams = {}

@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_daemon.config import warn_insecure_permissions
     from edge_daemon.detect.blazeface import DetectorError
     from edge_daemon.publish import BrokerStartError
+    from edge_daemon.web.http import HttpStartError
 
     cfg, err = _load(args.config)
     if err is not None:
@@ -69,17 +70,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     warning = warn_insecure_permissions(args.config)
     if warning:
         log.warning("%s", warning)
-    app = App(cfg)
+    app = App(cfg, config_path=args.config)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         app.stop_event.set()
 
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP, reloading %s", args.config)
+        app.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         app.start()
-    except (ModelLoadError, DetectorError, BrokerStartError, ValueError) as exc:
+    except (ModelLoadError, DetectorError, BrokerStartError, HttpStartError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_USAGE
     try:

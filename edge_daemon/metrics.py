@@ -7,13 +7,19 @@ which copies under a lock. Windows are bounded so memory never grows.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import math
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 WINDOW = 1024  # samples kept per latency window (about 40 s at 25 fps)
+
+#: Upper bounds (milliseconds) of the cumulative histograms exported to Prometheus. They
+#: span a fast classifier call (0.5 ms) to a badly overloaded frame (2 s).
+HISTOGRAM_BUCKETS_MS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 class Window:
@@ -37,6 +43,39 @@ class Window:
         return len(self._d)
 
 
+class Histogram:
+    """Cumulative-bucket histogram with sum and count (the Prometheus model).
+
+    Unlike :class:`Window` it never forgets, so rates over any scrape interval are exact.
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = HISTOGRAM_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # last slot: above every bound (+Inf)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, v: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, v)] += 1
+        self.sum += v
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``[(upper_bound, observations <= bound), ..., (inf, count)]``."""
+        out, acc = [], 0
+        for bound, n in zip((*self.bounds, math.inf), self._counts, strict=True):
+            acc += n
+            out.append((bound, acc))
+        return out
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    buckets: list[tuple[float, int]]
+    sum: float
+    count: int
+
+
 @dataclass
 class PipelineMetrics:
     camera: str
@@ -50,6 +89,9 @@ class PipelineMetrics:
     latency_ms: Window = field(default_factory=Window)  # capture -> events handed over
     detect_ms: Window = field(default_factory=Window)
     classify_ms: Window = field(default_factory=Window)
+    latency_hist: Histogram = field(default_factory=Histogram)
+    detect_hist: Histogram = field(default_factory=Histogram)
+    classify_hist: Histogram = field(default_factory=Histogram)
     _times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=256))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,12 +110,15 @@ class PipelineMetrics:
             self.current_faces = faces
             self.current_tracks = tracks
             self.latency_ms.add(latency_ms)
+            self.latency_hist.observe(latency_ms)
             self._times.append(mono_done)
             if detect_ms is not None:
                 self.detections_run += 1
                 self.detect_ms.add(detect_ms)
+                self.detect_hist.observe(detect_ms)
             if classify_ms is not None:
                 self.classify_ms.add(classify_ms)
+                self.classify_hist.observe(classify_ms)
 
     def fps(self, now: float | None = None) -> float:
         t = self._times
@@ -82,6 +127,18 @@ class PipelineMetrics:
         end = t[-1] if now is None else now
         span = end - t[0]
         return (len(t) - 1) / span if span > 0 else 0.0
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """Copies of the never-resetting histograms (for the Prometheus exporter)."""
+        with self._lock:
+            return {
+                name: HistogramSnapshot(h.cumulative(), h.sum, h.count)
+                for name, h in (
+                    ("latency", self.latency_hist),
+                    ("detect", self.detect_hist),
+                    ("classify", self.classify_hist),
+                )
+            }
 
     def snapshot(self) -> dict[str, float | int | str]:
         with self._lock:

@@ -24,7 +24,8 @@ from edge_daemon.metrics import PipelineMetrics
 from edge_daemon.policy.events import AlertParams, EventPolicy, PolicyParams
 from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.track.tracker import IouTracker, TrackerParams
-from edge_daemon.types import Event, FaceObservation, Frame, StreamStatus
+from edge_daemon.types import Event, FaceObservation, Frame, StreamStatus, TrackSnapshot
+from edge_daemon.web.live import LiveFace, LiveSlot
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class CameraAnalyzer:
         self._last_mono = 0.0
         self._last_wall = 0.0
         self._size = (0, 0)
+        # Latest results, read by the pipeline thread for the live view.
+        self.last_tracks: tuple[TrackSnapshot, ...] = ()
+        self.last_boxes: np.ndarray = np.zeros((0, 4), np.float32)  # every detected face
 
     def open(self) -> None:
         """Prepare the stages that must live in the owning thread (call from it)."""
@@ -83,6 +87,7 @@ class CameraAnalyzer:
             t0 = time.perf_counter()
             det = self.detector.detect(frame.image)
             t1 = time.perf_counter()
+            self.last_boxes = det.xyxy
             detect_ms = (t1 - t0) * 1000
             observations = []
             if len(det):
@@ -100,6 +105,7 @@ class CameraAnalyzer:
                     for b, s, p in zip(det.xyxy, det.scores, probs, strict=True)
                 ]
         upd = self.tracker.update(now, observations)
+        self.last_tracks = tuple(upd.tracks)
         events = self.policy.update(now, frame.ts, self._size, upd.tracks, upd.ended)
         done = time.monotonic()
         self.metrics.record_frame(
@@ -148,13 +154,20 @@ class CameraPipeline(threading.Thread):
         capture: CaptureWorker,
         sink: EventSink,
         stop: threading.Event,
+        live: LiveSlot | None = None,
     ) -> None:
         super().__init__(name=f"pipeline-{analyzer.camera}", daemon=True)
         self.analyzer = analyzer
         self.queue = queue
         self.capture = capture
         self.sink = sink
+        self.live = live
         self._stop_event = stop
+        #: Set once the thread has opened its stages and entered its loop (readiness).
+        self.ready = threading.Event()
+        #: ``time.monotonic()`` of the loop's last turn; the loop turns at least every
+        #: QUEUE_WAIT_S, so an old heartbeat means the thread is stuck (liveness).
+        self.heartbeat = 0.0
         self._last_state: tuple[Any, ...] | None = None
         self._last_state_t = 0.0
 
@@ -165,6 +178,8 @@ class CameraPipeline(threading.Thread):
     def run(self) -> None:
         try:
             self.analyzer.open()
+            self.heartbeat = time.monotonic()
+            self.ready.set()
             while not self._stop_event.is_set():
                 frame = self.queue.get(timeout=QUEUE_WAIT_S)
                 if frame is None:
@@ -173,14 +188,35 @@ class CameraPipeline(threading.Thread):
                         self._emit(self.analyzer.flush())
                 else:
                     self._emit(self.analyzer.process(frame))
+                    if self.live is not None:
+                        self._update_live(frame)
                 self._maybe_publish_state()
+                self.heartbeat = time.monotonic()
             self._emit(self.analyzer.flush())
             self._maybe_publish_state(force=True)
         finally:
             self.analyzer.close()
 
+    def _update_live(self, frame: Frame) -> None:
+        # Only references and a few tuples: the JPEG work happens in the web threads,
+        # and only while someone watches.
+        assert self.live is not None
+        labels = self.analyzer.model.labels
+        faces = tuple(
+            LiveFace(
+                t.track_id,
+                t.xyxy,
+                labels[int(np.argmax(t.probs))],
+                float(np.max(t.probs)),
+            )
+            for t in self.analyzer.last_tracks
+        )
+        self.live.put_frame(frame, faces, self.analyzer.last_boxes, self.analyzer.metrics.fps())
+
     def _emit(self, events: Sequence[Event]) -> None:
         m = self.analyzer.metrics
+        if self.live is not None and events:
+            self.live.add_events(events)
         for e in events:
             if self.sink.publish_event(e):
                 m.events += 1
@@ -191,6 +227,7 @@ class CameraPipeline(threading.Thread):
     def state(self) -> dict[str, Any]:
         cap = self.capture.stats()
         snap = self.analyzer.metrics.snapshot()
+        tracks = self.analyzer.active_tracks()
         return {
             "status": cap.status.value,
             "error": cap.last_error if cap.status is not StreamStatus.ONLINE else None,
@@ -199,7 +236,11 @@ class CameraPipeline(threading.Thread):
             "dropped_frames": self.queue.dropped,
             "reconnects": cap.reconnects,
             "faces": snap["faces"],
-            "tracks": self.analyzer.active_tracks(),
+            "tracks": tracks,
+            # The most confident reported face's emotion: one value for dashboards.
+            "dominant_emotion": max(tracks, key=lambda t: t["confidence"])["emotion"]
+            if tracks
+            else None,
         }
 
     def _maybe_publish_state(self, force: bool = False) -> None:

@@ -3,8 +3,11 @@
 # As root they are installed with apt-get; otherwise the missing ones are named.
 set -euo pipefail
 need_cmds=(mosquitto ffmpeg)
+# chromium: the live view is tested in a real headless browser; systemd: systemd-analyze
+# checks the unit file.
 pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
-      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp)
+      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
+      chromium fonts-noto-color-emoji systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,8 +6,6 @@ broker and checks what the daemon publishes, then stops it with SIGTERM.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,52 +19,9 @@ import yaml
 
 from edge_daemon.publish import load_schema
 from tests.fixtures.mqtt import MqttCollector, free_port
+from tests.support.daemon import REPO, Daemon, write_config
 
-REPO = Path(__file__).resolve().parents[1]
 STOP_LIMIT_S = 3.0  # the daemon must exit within this after SIGTERM (target 2 s + slack)
-
-
-def write_config(path: Path, broker_port: int, cameras: list[dict[str, Any]], **extra: Any) -> Path:
-    cfg: dict[str, Any] = {
-        "log_level": "info",
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "stats_interval_s": 1},
-        "cameras": cameras,
-    }
-    for k, v in extra.items():
-        cfg[k] = v
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-class Daemon:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
-
-    def stop(self) -> float:
-        """SIGTERM and return how long the exit took."""
-        if self.proc.poll() is not None:
-            return 0.0
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._log.close()
-        return time.monotonic() - t0
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

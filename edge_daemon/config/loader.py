@@ -376,6 +376,43 @@ def _loc_key(key: Any) -> str | int:
     return key if isinstance(key, str | int) else str(key)
 
 
+_CREDENTIAL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _read_credential(
+    name: str, env: Mapping[str, str], loc: Loc, file: str, root: Node, issues: list[ConfigIssue]
+) -> str:
+    """``${credential:NAME}``: the content of ``$CREDENTIALS_DIRECTORY/NAME``.
+
+    systemd's ``LoadCredential=`` puts secrets there, readable only by the service; the
+    secret never has to be in the config file or the environment. One trailing newline
+    is stripped (files written with ``echo``).
+    """
+
+    def fail(message: str) -> str:
+        issues.append(ConfigIssue(file, _line_for(root, loc), _format_path(loc), message))
+        return ""
+
+    if not _CREDENTIAL_RE.match(name):
+        return fail(
+            f"invalid credential name {name!r} in ${{credential:{name}}}: use letters, "
+            "digits, '_', '.', '-'"
+        )
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return fail(
+            f"${{credential:{name}}} needs $CREDENTIALS_DIRECTORY (set by systemd's "
+            f"LoadCredential={name}:/path/to/secret); it is not set"
+        )
+    path = Path(directory) / name
+    try:
+        return path.read_text(encoding="utf-8").removesuffix("\n")
+    except FileNotFoundError:
+        return fail(f"credential {name!r} not found: {path} does not exist")
+    except (OSError, UnicodeDecodeError) as exc:
+        return fail(f"credential {name!r} unreadable: {path}: {exc}")
+
+
 def _substitute_string(
     value: str, env: Mapping[str, str], loc: Loc, file: str, root: Node, issues: list[ConfigIssue]
 ) -> str:
@@ -386,6 +423,8 @@ def _substitute_string(
         if match.group(0) == "$${":
             return "${"
         body, closed = match.group(1), match.group(2)
+        if closed and body.startswith("credential:"):
+            return _read_credential(body.removeprefix("credential:"), env, loc, file, root, issues)
         parsed = _BODY_RE.match(body) if closed else None
         if parsed is None:
             issues.append(

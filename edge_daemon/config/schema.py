@@ -50,6 +50,9 @@ __all__ = [
     "Emotion",
     "EventsConfig",
     "FileSource",
+    "HomeAssistantConfig",
+    "LiveViewConfig",
+    "MetricsConfig",
     "MjpegSource",
     "ModelConfig",
     "MqttConfig",
@@ -334,6 +337,80 @@ class MqttConfig(StrictModel):
         return value
 
 
+# --------------------------------------------------------------------------- operations
+
+
+def _loopback_note(host: str) -> str:
+    return "" if host in ("127.0.0.1", "::1", "localhost") else " (reachable from the network)"
+
+
+class HttpEndpointConfig(StrictModel):
+    """Common part of the daemon's HTTP endpoints: off unless enabled, loopback by default."""
+
+    enabled: bool = Field(False, description="serve this endpoint")
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        max_length=253,
+        description="listen address; 127.0.0.1 keeps it on the box, 0.0.0.0 exposes it",
+    )
+    port: int = Field(..., ge=1, le=65535, description="listen port")
+    token: SecretStr | None = Field(
+        None,
+        description="if set, requests need ?token=... or 'Authorization: Bearer ...'; "
+        "prefer ${VAR} or ${credential:NAME} over writing it here",
+    )
+
+    @property
+    def exposure(self) -> str:
+        return _loopback_note(self.host)
+
+
+class MetricsConfig(HttpEndpointConfig):
+    """Prometheus metrics plus /healthz and /readyz (off by default)."""
+
+    port: int = Field(9108, ge=1, le=65535, description="listen port")
+
+
+class LiveViewConfig(HttpEndpointConfig):
+    """A small web page with each camera's live picture, faces and latest events."""
+
+    port: int = Field(8088, ge=1, le=65535, description="listen port")
+    fps: float = Field(
+        10, ge=0.5, le=30, description="frames per second sent to each viewer (JPEG encoding)"
+    )
+    jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of the live picture")
+    max_width: int = Field(
+        960, ge=160, le=3840, description="pictures wider than this are scaled down for viewing"
+    )
+    blur_faces: bool = Field(
+        False, description="blur every detected face in the live picture (privacy)"
+    )
+    max_clients: int = Field(
+        8, ge=1, le=64, description="simultaneous live streams; further viewers get HTTP 503"
+    )
+
+
+class HomeAssistantConfig(StrictModel):
+    """Home Assistant MQTT discovery (opt-in)."""
+
+    enabled: bool = Field(False, description="publish retained Home Assistant discovery messages")
+    discovery_prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        max_length=128,
+        description="Home Assistant's discovery prefix (its MQTT integration setting)",
+    )
+    node_id: str = Field(
+        "edge_daemon",
+        pattern=NAME_PATTERN,
+        description="unique id of this daemon in Home Assistant (one device per daemon)",
+    )
+    device_name: str = Field(
+        "Edge emotion daemon", min_length=1, max_length=64, description="device name shown in HA"
+    )
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -517,6 +594,15 @@ class AppConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="face tracker")
     events: EventsConfig = Field(default_factory=EventsConfig, description="event policy")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT output")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery"
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Prometheus metrics and health endpoints"
+    )
+    live_view: LiveViewConfig = Field(
+        default_factory=LiveViewConfig, description="live web view of the cameras"
+    )
     cameras: list[CameraConfig] = Field(..., min_length=1, description="camera streams")
 
     @model_validator(mode="after")
@@ -539,6 +625,9 @@ class AppConfig(StrictModel):
         data = self.model_dump(mode="json")
         if self.mqtt.password is not None:
             data["mqtt"]["password"] = "***"
+        for section in ("metrics", "live_view"):
+            if getattr(self, section).token is not None:
+                data[section]["token"] = "***"
         for camera in data["cameras"]:
             url = camera["source"].get("url")
             if isinstance(url, str):

@@ -159,6 +159,11 @@ class MqttPublisher:
         """Set while a CONNACK-accepted connection is up (for tests and health checks)."""
         return self._connected_event
 
+    @property
+    def alive(self) -> bool:
+        """True while the publisher thread runs (False before start and after stop)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Start the publisher thread; it connects in the background and retries forever."""
         if self._thread is not None:

@@ -1,0 +1,1 @@
+"""Operations: systemd integration, health, Prometheus metrics and the HTTP endpoints."""

@@ -1,0 +1,194 @@
+"""Prometheus exposition of the pipeline metrics, plus ``/healthz`` and ``/readyz``.
+
+Pull model: nothing is recorded for Prometheus on the hot path. At scrape time the
+collector reads the snapshots the pipelines and the publisher already keep (counters
+under their locks, never-resetting histograms), so a scrape costs the pipelines nothing.
+
+Metric names follow the Prometheus conventions (``_total`` counters, base units: seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from edge_daemon import __version__
+from edge_daemon.metrics import HistogramSnapshot, PipelineMetrics
+from edge_daemon.sources import CaptureStats
+from edge_daemon.web.http import HttpService, Request
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """What the exporter reads about one camera at scrape time."""
+
+    name: str
+    capture: CaptureStats
+    dropped_frames: int
+    metrics: PipelineMetrics
+
+
+@dataclass(frozen=True)
+class Health:
+    """``healthy``: every pipeline thread alive and turning (what the watchdog pings on).
+    ``ready``: started and every pipeline entered its loop. Camera outages are reported
+    in ``cameras`` but do not make the daemon unhealthy: restarting it would not bring a
+    dead camera back.
+    """
+
+    healthy: bool
+    ready: bool
+    problems: list[str]
+    cameras: dict[str, dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "ready": self.ready,
+            "problems": self.problems,
+            "cameras": self.cameras,
+        }
+
+
+class DaemonCollector(Collector):
+    def __init__(
+        self,
+        cameras: Callable[[], list[CameraView]],
+        mqtt_stats: Callable[[], dict[str, Any]],
+        health: Callable[[], Health],
+    ) -> None:
+        self._cameras = cameras
+        self._mqtt = mqtt_stats
+        self.health = health
+
+    def collect(self) -> Iterator[Any]:
+        yield InfoMetricFamily("edge_daemon_build", "daemon version", {"version": __version__})
+        health = self.health()
+        yield GaugeMetricFamily(
+            "edge_daemon_healthy", "1 when every pipeline is alive", value=int(health.healthy)
+        )
+        yield GaugeMetricFamily(
+            "edge_daemon_ready", "1 when every pipeline has started", value=int(health.ready)
+        )
+        cams = self._cameras()
+        lab = ["camera"]
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=lab)
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=lab)
+
+        up = gauge("edge_camera_up", "1 while the stream delivers frames")
+        cap_fps = gauge("edge_camera_capture_fps", "frames per second read from the source")
+        proc_fps = gauge("edge_camera_processed_fps", "frames per second analysed")
+        faces_now = gauge("edge_camera_faces", "faces in the latest analysed frame")
+        tracks_now = gauge("edge_camera_tracks", "confirmed tracks now")
+        frames = counter("edge_camera_frames", "frames read from the source")
+        analysed = counter("edge_camera_frames_analysed", "frames analysed by the pipeline")
+        dropped = counter(
+            "edge_camera_frames_dropped", "frames dropped because analysis fell behind"
+        )
+        reconnects = counter("edge_camera_reconnects", "times the source was reopened")
+        decode_fail = counter("edge_camera_decode_failures", "frames that failed to decode")
+        faces = counter("edge_camera_faces_detected", "faces detected")
+        events = counter("edge_camera_events", "events handed to the publisher")
+        events_lost = counter(
+            "edge_camera_events_not_queued", "events refused because the publisher queue was full"
+        )
+        hists = {
+            "detect": HistogramMetricFamily(
+                "edge_detect_seconds", "face detection time per frame", labels=lab
+            ),
+            "classify": HistogramMetricFamily(
+                "edge_classify_seconds", "emotion inference time per frame with faces", labels=lab
+            ),
+            "latency": HistogramMetricFamily(
+                "edge_pipeline_latency_seconds", "capture to events handed over", labels=lab
+            ),
+        }
+        for cam in cams:
+            v = [cam.name]
+            snap = cam.metrics.snapshot()
+            up.add_metric(v, int(cam.capture.status.value == "online"))
+            cap_fps.add_metric(v, cam.capture.fps)
+            proc_fps.add_metric(v, float(snap["fps"]))
+            faces_now.add_metric(v, float(snap["faces"]))
+            tracks_now.add_metric(v, float(snap["tracks"]))
+            frames.add_metric(v, cam.capture.frames)
+            analysed.add_metric(v, float(snap["frames"]))
+            dropped.add_metric(v, cam.dropped_frames)
+            reconnects.add_metric(v, cam.capture.reconnects)
+            decode_fail.add_metric(v, cam.capture.decode_failures)
+            faces.add_metric(v, float(snap["faces_total"]))
+            events.add_metric(v, float(snap["events"]))
+            events_lost.add_metric(v, float(snap["events_not_queued"]))
+            for key, h in cam.metrics.histograms().items():
+                _add_histogram(hists[key], v, h)
+        yield from (up, cap_fps, proc_fps, faces_now, tracks_now, frames, analysed, dropped)
+        yield from (reconnects, decode_fail, faces, events, events_lost, *hists.values())
+
+        m = self._mqtt()
+        if m:
+            yield GaugeMetricFamily(
+                "edge_mqtt_connected", "1 while connected to the broker", value=int(m["connected"])
+            )
+            yield GaugeMetricFamily(
+                "edge_mqtt_outbox", "events waiting for broker acknowledgement", value=m["outbox"]
+            )
+            yield GaugeMetricFamily(
+                "edge_mqtt_queue", "commands waiting for the publisher thread", value=m["queue"]
+            )
+            for key, doc in (
+                ("events_published", "events acknowledged by the broker"),
+                ("events_dropped", "events dropped (outbox overflow, queue full, shutdown)"),
+                ("publish_failures", "publishes not acknowledged on their connection"),
+                ("reconnects", "broker reconnections"),
+                ("messages_dropped", "non-event messages dropped while disconnected"),
+            ):
+                yield CounterMetricFamily(f"edge_mqtt_{key}", doc, value=m[key])
+
+
+def _add_histogram(fam: HistogramMetricFamily, labels: list[str], h: HistogramSnapshot) -> None:
+    buckets = [
+        ("+Inf" if bound == float("inf") else repr(bound / 1000.0), count)
+        for bound, count in h.buckets
+    ]
+    fam.add_metric(labels, buckets, h.sum / 1000.0)
+
+
+class MetricsEndpoint:
+    """``/metrics`` (Prometheus text format), ``/healthz`` (200/503), ``/readyz`` (200/503)."""
+
+    def __init__(self, service: HttpService, collector: DaemonCollector) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self._collector = collector
+        service.route("/metrics", self._metrics)
+        service.route("/healthz", self._healthz)
+        service.route("/readyz", self._readyz)
+
+    def _metrics(self, req: Request) -> None:
+        req.send(HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE)
+
+    def _healthz(self, req: Request) -> None:
+        h = self._collector.health()
+        req.send_json(HTTPStatus.OK if h.healthy else HTTPStatus.SERVICE_UNAVAILABLE, h.as_dict())
+
+    def _readyz(self, req: Request) -> None:
+        h = self._collector.health()
+        ok = h.ready and h.healthy
+        req.send_json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, h.as_dict())

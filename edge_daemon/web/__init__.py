@@ -1,0 +1,1 @@
+"""The daemon's small HTTP surfaces: the live view and the shared HTTP service base."""

@@ -1,0 +1,173 @@
+"""A small threaded HTTP service: start/stop with the app, optional bearer token.
+
+Each endpoint (metrics, live view) is one :class:`HttpService` with its own
+``ThreadingHTTPServer`` thread. Handlers are plain functions of a :class:`Request`; they
+must not block longer than one response (streams check :attr:`HttpService.stopping`).
+A failure inside a handler is logged with its traceback (a bug, not a user mistake) and
+answered with 500; it never stops the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class HttpStartError(RuntimeError):
+    """The endpoint could not listen (port taken, bad address); the message says which."""
+
+
+@dataclass
+class Request:
+    handler: BaseHTTPRequestHandler
+    path: str
+    query: dict[str, list[str]]
+
+    def send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        h = self.handler
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def send_json(self, status: int, data: Any) -> None:
+        self.send(status, json.dumps(data).encode(), "application/json")
+
+    def send_text(self, status: int, text: str) -> None:
+        self.send(status, text.encode(), "text/plain; charset=utf-8")
+
+
+Route = Callable[[Request], None]
+
+
+class HttpService:
+    """One listening HTTP endpoint with exact-path and prefix routes."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        token: str | None = None,
+        public_paths: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.host, self.port = host, port
+        self._token = token
+        self._public = public_paths  # reachable without the token (e.g. health probes)
+        self._routes: dict[str, Route] = {}
+        self._prefix_routes: list[tuple[str, Route]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    def route(self, path: str, fn: Route) -> None:
+        self._routes[path] = fn
+
+    def route_prefix(self, prefix: str, fn: Route) -> None:
+        self._prefix_routes.append((prefix, fn))
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "edge-daemon"
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                service._dispatch(self)
+
+            def do_HEAD(self) -> None:
+                service._dispatch(self)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("%s: %s %s", service.name, self.address_string(), fmt % args)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+        try:
+            self._server = Server((self.host, self.port), Handler)
+        except OSError as exc:
+            raise HttpStartError(
+                f"{self.name}: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+                " (is the port taken by another program? choose another port)"
+            ) from None
+        self.port = self._server.server_address[1]  # resolves port 0 (tests)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"http-{self.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self.stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _authorized(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> bool:
+        if self._token is None:
+            return True
+        given = query.get("token", [""])[0]
+        auth = h.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth.removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), self._token.encode())
+
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        req = Request(h, parts.path, parse_qs(parts.query))
+        try:
+            if parts.path not in self._public and not self._authorized(h, req.query):
+                req.send_text(
+                    HTTPStatus.UNAUTHORIZED, "token required: add ?token=... to the URL\n"
+                )
+                return
+            fn = self._routes.get(parts.path)
+            if fn is None:
+                fn = next((f for p, f in self._prefix_routes if parts.path.startswith(p)), None)
+            if fn is None:
+                req.send_text(HTTPStatus.NOT_FOUND, "not found\n")
+                return
+            fn(req)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client went away
+        except Exception:
+            log.exception("%s: error serving %s", self.name, parts.path)
+            with contextlib.suppress(OSError):  # the response may have been half sent
+                req.send_text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")

@@ -1,0 +1,118 @@
+"""The live view: one page with every camera's picture, faces, fps and latest events.
+
+Routes: ``/`` (the page), ``/api/state`` (JSON the page polls), ``/stream/<camera>.mjpg``
+(multipart MJPEG at ``live_view.fps``), ``/snapshot/<camera>.jpg``. Bound to 127.0.0.1
+unless configured otherwise; with ``token`` set every route needs ``?token=...`` (the
+page forwards its own token to the picture and state URLs).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from importlib import resources
+from typing import Any
+
+from edge_daemon import __version__
+from edge_daemon.web.http import HttpService, Request
+from edge_daemon.web.live import LiveSlot
+
+BOUNDARY = "edgeframe"
+
+
+class LiveView:
+    """Serves the page and streams; cameras come from ``cameras()`` at each request.
+
+    ``cameras()`` returns ``{name: (slot, status)}``; asking at request time keeps the
+    view right across hot reloads (a camera added by SIGHUP appears on the next poll).
+    """
+
+    def __init__(
+        self,
+        service: HttpService,
+        cameras: Callable[[], dict[str, tuple[LiveSlot, str]]],
+        fps: float,
+        max_clients: int,
+    ) -> None:
+        self.service = service
+        self._cameras = cameras
+        self._interval = 1.0 / fps
+        self._clients = threading.BoundedSemaphore(max_clients)
+        self.streams_refused = 0
+        self._page = (
+            resources.files("edge_daemon.web").joinpath("live.html").read_text(encoding="utf-8")
+        )
+        service.route("/", self._index)
+        service.route("/api/state", self._state)
+        service.route_prefix("/stream/", self._stream)
+        service.route_prefix("/snapshot/", self._snapshot)
+
+    def _index(self, req: Request) -> None:
+        page = self._page.replace("{{version}}", __version__)
+        req.send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+
+    def _state(self, req: Request) -> None:
+        cams: dict[str, Any] = {}
+        for name, (slot, status) in sorted(self._cameras().items()):
+            cams[name] = {"status": status, **slot.state()}
+        req.send_json(HTTPStatus.OK, {"version": __version__, "cameras": cams})
+
+    def _slot(self, req: Request, prefix: str, suffix: str) -> LiveSlot | None:
+        name = req.path.removeprefix(prefix)
+        if not name.endswith(suffix):
+            req.send_text(HTTPStatus.NOT_FOUND, "not found\n")
+            return None
+        entry = self._cameras().get(name.removesuffix(suffix))
+        if entry is None:
+            req.send_text(HTTPStatus.NOT_FOUND, f"no camera {name.removesuffix(suffix)!r}\n")
+            return None
+        return entry[0]
+
+    def _snapshot(self, req: Request) -> None:
+        slot = self._slot(req, "/snapshot/", ".jpg")
+        if slot is None:
+            return
+        picture = slot.jpeg()
+        if picture is None:
+            req.send_text(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet\n")
+            return
+        req.send(HTTPStatus.OK, picture[1], "image/jpeg")
+
+    def _stream(self, req: Request) -> None:
+        slot = self._slot(req, "/stream/", ".mjpg")
+        if slot is None:
+            return
+        if not self._clients.acquire(blocking=False):
+            self.streams_refused += 1
+            req.send_text(HTTPStatus.SERVICE_UNAVAILABLE, "too many live viewers\n")
+            return
+        try:
+            self._send_stream(req, slot)
+        finally:
+            self._clients.release()
+
+    def _send_stream(self, req: Request, slot: LiveSlot) -> None:
+        h = req.handler
+        h.send_response(HTTPStatus.OK)
+        h.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        h.send_header("Cache-Control", "no-store")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.close_connection = True
+        last_seq = -1
+        stopping = self.service.stopping
+        while not stopping.is_set():
+            started = time.monotonic()
+            picture = slot.jpeg()
+            if picture is not None and picture[0] != last_seq:
+                last_seq = picture[0]
+                h.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(picture[1])}\r\n\r\n".encode()
+                )
+                h.wfile.write(picture[1])
+                h.wfile.write(b"\r\n")
+                h.wfile.flush()
+            stopping.wait(max(0.0, self._interval - (time.monotonic() - started)))

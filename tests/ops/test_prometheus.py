@@ -1,0 +1,117 @@
+"""/metrics, /healthz and /readyz of a running App (real HTTP, real broker, sample camera)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_daemon.metrics import Histogram
+from tests.fixtures.mqtt import free_port
+from tests.support.app import app_config, running_app, sample_camera
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def scrape(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    status, body, ctype = get(url + "/metrics", headers)
+    assert status == 200, body
+    assert ctype.startswith("text/plain")
+    samples: dict[str, Any] = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            key = s.name + (
+                "{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}"
+                if s.labels
+                else ""
+            )
+            samples[key] = s.value
+    return samples
+
+
+def test_histogram_is_cumulative() -> None:
+    h = Histogram((1.0, 10.0))
+    for v in (0.5, 1.0, 5.0, 50.0):
+        h.observe(v)
+    assert h.cumulative() == [(1.0, 2), (10.0, 3), (float("inf"), 4)]
+    assert h.count == 4 and h.sum == 56.5
+
+
+def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
+    port = free_port()
+    data = app_config(
+        mosquitto.port,
+        [sample_camera("door", fps=10)],
+        metrics={"enabled": True, "port": port},
+    )
+    with running_app(tmp_path / "c.yaml", data) as app:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = scrape(url)
+            if m.get("edge_camera_frames_analysed_total{camera=door}", 0) >= 10:
+                break
+            time.sleep(0.3)
+        m = scrape(url)
+        assert m["edge_daemon_healthy"] == 1 and m["edge_daemon_ready"] == 1
+        assert m["edge_camera_up{camera=door}"] == 1
+        analysed = m["edge_camera_frames_analysed_total{camera=door}"]
+        assert analysed >= 10
+        assert m["edge_camera_frames_total{camera=door}"] >= analysed
+        assert m["edge_camera_frames_dropped_total{camera=door}"] >= 0
+        assert 5 <= m["edge_camera_capture_fps{camera=door}"] <= 15
+        # The sample picture has one face: detections and classifications happen.
+        assert m["edge_camera_faces_detected_total{camera=door}"] >= 1
+        det_count = m["edge_detect_seconds_count{camera=door}"]
+        assert det_count >= analysed  # every frame detected (every_n_frames: 1)
+        assert m["edge_detect_seconds_bucket{camera=door,le=+Inf}"] == det_count
+        assert 0 < m["edge_detect_seconds_sum{camera=door}"] / det_count < 1.0  # seconds
+        assert m["edge_classify_seconds_count{camera=door}"] >= 1
+        assert m["edge_mqtt_connected"] == 1
+        assert m["edge_mqtt_events_published_total"] >= 1  # the face's start event
+
+        status, body, _ = get(url + "/healthz")
+        assert status == 200
+        health = json.loads(body)
+        assert health["healthy"] and health["cameras"]["door"]["ready"]
+        status, body, _ = get(url + "/readyz")
+        assert status == 200 and json.loads(body)["ready"]
+        assert get(url + "/nothing")[0] == 404
+
+        # A stopped pipeline makes the daemon unhealthy (and not ready).
+        app.cameras[0].stop.set()
+        app.cameras[0].pipeline.join(5)
+        status, body, _ = get(url + "/healthz")
+        assert status == 503
+        assert "door: pipeline thread is not running" in json.loads(body)["problems"][0]
+        assert get(url + "/readyz")[0] == 503
+        assert scrape(url)["edge_daemon_healthy"] == 0
+
+
+def test_metrics_token(tmp_path: Path, mosquitto: Any) -> None:
+    port = free_port()
+    data = app_config(
+        mosquitto.port,
+        [sample_camera("door", fps=5)],
+        metrics={"enabled": True, "port": port, "token": "s3cret"},
+    )
+    with running_app(tmp_path / "c.yaml", data):
+        url = f"http://127.0.0.1:{port}"
+        status, body, _ = get(url + "/metrics")
+        assert status == 401 and b"token" in body
+        assert get(url + "/metrics", {"Authorization": "Bearer wrong"})[0] == 401
+        assert get(url + "/metrics", {"Authorization": "Bearer s3cret"})[0] == 200
+        assert get(url + "/metrics?token=s3cret")[0] == 200
+        assert get(url + "/healthz")[0] == 200  # probes need no token

@@ -1,0 +1,40 @@
+"""An in-process :class:`~edge_daemon.app.App` on a config written to a temp file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge_daemon.app import App
+from edge_daemon.config import load_config
+from edge_daemon.ops.systemd import SystemdNotifier
+
+
+def sample_camera(name: str, fps: float = 10, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "source": {"type": "sample", "fps": fps, **extra}}
+
+
+def app_config(broker_port: int, cameras: list[dict[str, Any]], **sections: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "stats_interval_s": 1},
+        "cameras": cameras,
+        **sections,
+    }
+
+
+@contextmanager
+def running_app(
+    path: Path, data: dict[str, Any], notifier: SystemdNotifier | None = None
+) -> Iterator[App]:
+    """Write ``data`` to ``path``, start an App on it, stop it at the end."""
+    path.write_text(yaml.safe_dump(data))
+    app = App(load_config(path), config_path=path, notifier=notifier or SystemdNotifier(env={}))
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
