@@ -374,3 +374,51 @@ def test_error_lines_through_merge_keys() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config_text(text)
     assert [(i.path, i.line) for i in caught.value.errors] == [("cameras[1].name", 6)]
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def test_http_endpoints_and_discovery_are_off_and_local_by_default() -> None:
+    config = load_config_text(CAM)
+    assert not config.metrics.enabled and not config.live_view.enabled
+    assert not config.homeassistant.enabled
+    assert config.metrics.host == config.live_view.host == "127.0.0.1"
+    assert config.metrics.token is None and config.live_view.token is None
+
+
+def test_credential_substitution_reads_the_systemd_credentials_directory(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "edge_mqtt_password").write_text("hunter2\n")  # trailing newline stripped
+    text = CAM + "mqtt: {username: edge, password: '${credential:edge_mqtt_password}'}\n"
+    config = load_config_text(text, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert config.mqtt.password is not None
+    assert config.mqtt.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in json.dumps(config.redacted_dict())
+
+
+@pytest.mark.parametrize(
+    ("ref", "env_dir", "message"),
+    [
+        ("${credential:missing}", True, "credential 'missing' not found"),
+        ("${credential:edge_pw}", False, "needs $CREDENTIALS_DIRECTORY"),
+        ("${credential:../etc/passwd}", True, "invalid credential name"),
+    ],
+)
+def test_credential_errors_name_the_key_and_line(
+    tmp_path: Path, ref: str, env_dir: bool, message: str
+) -> None:
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)} if env_dir else {}
+    text = CAM + f"mqtt:\n  password: '{ref}'\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "c.yaml", env=env)
+    (issue,) = info.value.errors
+    assert issue.line == 5 and issue.path == "mqtt.password"
+    assert message in issue.message
+
+
+def test_tokens_are_redacted_for_logging() -> None:
+    text = CAM + "metrics: {enabled: true, token: abc}\nlive_view: {token: xyz}\n"
+    data = load_config_text(text).redacted_dict()
+    assert data["metrics"]["token"] == "***" and data["live_view"]["token"] == "***"

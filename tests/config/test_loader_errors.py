@@ -54,7 +54,7 @@ CASES: list[tuple[str, str, str, str]] = [
         CAM + "logging: debug # <--\n",
         "logging",
         "unknown key 'logging' (allowed: log_level, model, detector, tracker, events, mqtt, "
-        "cameras)",
+        "homeassistant, metrics, live_view, cameras)",
     ),
     (
         "unknown-key-depth2-typo",
