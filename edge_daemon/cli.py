@@ -178,6 +178,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    from edge_daemon.soak import main_soak
+
+    return main_soak(args)
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"edge-daemon {__version__}")
     return EXIT_OK
@@ -214,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=0, help="frames per stream (0 = whole file)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("soak", help="run the daemon for a long time; report RSS/fd growth")
+    s.add_argument("--minutes", type=float, default=30.0)
+    s.add_argument("--streams", type=int, default=4)
+    s.add_argument("--source", type=Path, help="video file (looped, real time); default: sample")
+    s.add_argument("--fps", type=float, default=25.0, help="fps of the sample cameras")
+    s.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+    s.add_argument("--out", type=Path, help="write the full series as JSON here")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_soak)
 
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return p

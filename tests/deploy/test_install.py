@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # not the test venv's
 UNIT = REPO / "deploy" / "edge-daemon.service"
 ANALYZE = shutil.which("systemd-analyze")
 
@@ -71,7 +72,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_install_upgrade_uninstall_into_a_prefix(tmp_path: Path) -> None:
     prefix = tmp_path / "root"
-    r = run("bash", REPO / "deploy" / "install.sh", "--prefix", prefix, "--python", sys.executable)
+    r = run("bash", REPO / "deploy" / "install.sh", "--prefix", prefix, "--python", BASE_PYTHON)
     assert r.returncode == 0, r.stdout + r.stderr
     venv = prefix / "opt/edge-daemon/venv"
     config = prefix / "etc/edge-daemon/config.yaml"
@@ -93,7 +94,7 @@ def test_install_upgrade_uninstall_into_a_prefix(tmp_path: Path) -> None:
     # Upgrade in place: the user's config is kept, the unit rewritten.
     config.write_text(config.read_text() + "\n# edited by the user\n")
     unit.write_text("stale")
-    r = run("bash", REPO / "deploy" / "install.sh", "--prefix", prefix, "--python", sys.executable)
+    r = run("bash", REPO / "deploy" / "install.sh", "--prefix", prefix, "--python", BASE_PYTHON)
     assert r.returncode == 0, r.stderr
     assert "kept existing" in r.stdout
     assert config.read_text().endswith("# edited by the user\n")

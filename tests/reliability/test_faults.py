@@ -1,0 +1,185 @@
+"""Fault matrix rows run against the real daemon (CLI subprocess) and real components.
+
+See docs/RELIABILITY.md for the whole matrix and where each row is tested.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.mqtt import MqttCollector
+from tests.support.app import sample_camera
+from tests.support.daemon import Daemon, write_config
+
+OUTAGE_S = 30.0
+
+
+def seqs(col: MqttCollector, camera: str) -> list[int]:
+    return [m.json()["seq"] for m in col.on(f"edge/{camera}/events")]
+
+
+def proc_counts(pid: int) -> tuple[int, int]:
+    """(threads, open file descriptors) of a live process, from /proc."""
+    return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.slow
+def test_broker_outage_of_30s_loses_no_event(
+    tmp_path: Path, mosquitto_factory: Any, mqtt_collector: Any
+) -> None:
+    # Alerts with a 1 s cooldown on the sample face make a steady stream of QoS 1 events.
+    broker = mosquitto_factory(persistence=True)
+    col: MqttCollector = mqtt_collector(
+        broker, ["edge/door/events", "edge/available"], client_id="durable", clean_session=False
+    )
+    cam = sample_camera("door", fps=10) | {
+        "alerts": [
+            {
+                "name": "smile",
+                "emotion": "happy",
+                "min_score": 0.3,
+                "min_duration_s": 0,
+                "cooldown_s": 1,
+            }
+        ]
+    }
+    cfg = write_config(tmp_path / "c.yaml", broker.port, [cam])
+    d = Daemon(cfg, tmp_path / "daemon.log")
+    try:
+        col.wait_for(lambda ms: len(seqs(col, "door")) >= 3, 90, "first events")
+        broker.stop()
+        before = max(seqs(col, "door"))
+        time.sleep(OUTAGE_S)  # events keep being produced into the outbox meanwhile
+        assert d.proc.poll() is None
+        broker.start()
+        t_back = time.monotonic()
+        # Every event produced during the outage arrives: at least ~1 per second.
+        col.wait_for(
+            lambda ms: max(seqs(col, "door")) >= before + OUTAGE_S * 0.7, 60, "outage events"
+        )
+        got = seqs(col, "door")
+        firsts = list(dict.fromkeys(got))  # QoS 1: duplicates allowed, gaps not
+        assert firsts == list(range(1, max(got) + 1)), got
+        online = [m for m in col.on("edge/available") if m.t > t_back]
+        deadline = time.monotonic() + 15
+        while not online and time.monotonic() < deadline:
+            time.sleep(0.2)
+            online = [m for m in col.on("edge/available") if m.t > t_back]
+        assert online and online[-1].payload == b"online"
+    finally:
+        d.stop()
+    log = d.log()
+    assert "Traceback" not in log
+    assert "events dropped" not in log
+
+
+@pytest.mark.slow
+def test_sigterm_with_four_busy_cameras(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any
+) -> None:
+    col: MqttCollector = mqtt_collector(mosquitto, "edge/#")
+    # Four sample cameras at 60 fps: together far more than two cores analyse, so every
+    # pipeline is busy and every queue is dropping when SIGTERM arrives.
+    cams = [sample_camera(f"cam{i}", fps=60) for i in range(4)]
+    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, cams), tmp_path / "d.log")
+    col.wait_for(
+        lambda ms: {m.topic for m in ms} >= {f"edge/cam{i}/events" for i in range(4)},
+        120,
+        "events from all four",
+    )
+    took = d.stop()
+    assert d.proc.returncode == 0
+    assert took < 3.0, f"exit took {took:.2f}s"
+    avail = col.wait_for(
+        lambda ms: any(m.topic == "edge/available" and m.payload == b"offline" for m in ms),
+        5,
+        "offline",
+    )
+    assert avail
+    log = d.log()
+    assert "threads still running after stop" not in log and "Traceback" not in log
+    # Every track got its end event before the exit.
+    for i in range(4):
+        types = [m.json()["type"] for m in col.on(f"edge/cam{i}/events")]
+        assert types.count("start") == types.count("end"), (i, types)
+
+
+@pytest.mark.slow
+def test_rtsp_server_killed_five_times(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
+) -> None:
+    server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
+    col: MqttCollector = mqtt_collector(mosquitto, "edge/door/state")
+    cam = {
+        "name": "door",
+        "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
+        "stall_timeout_s": 3,
+        "reconnect_initial_s": 0.5,
+        "reconnect_max_s": 1,
+    }
+    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, [cam]), tmp_path / "d.log")
+
+    def status_after(status: str, n: int, timeout: float) -> None:
+        col.wait_for(lambda ms: any(m.json()["status"] == status for m in ms[n:]), timeout, status)
+
+    try:
+        status_after("online", 0, 90)
+        time.sleep(2)
+        counts = [proc_counts(d.proc.pid)]
+        reconnect_s = []
+        for _ in range(5):
+            n = len(col.messages)
+            server.stop()
+            status_after("reconnecting", n, 15)
+            n = len(col.messages)
+            server.start()
+            t0 = time.monotonic()
+            status_after("online", n, 15)
+            reconnect_s.append(time.monotonic() - t0)
+            time.sleep(2)  # let threads of the old connection finish
+            counts.append(proc_counts(d.proc.pid))
+        assert max(reconnect_s) < 5.0, reconnect_s
+        threads, fds = zip(*counts, strict=True)
+        # Flat: after five cycles no more threads or descriptors than after the first.
+        assert max(threads[1:]) <= threads[1] + 1 and threads[-1] <= threads[0] + 2, counts
+        assert fds[-1] <= fds[1] + 2, counts
+    finally:
+        d.stop()
+    assert "Traceback" not in d.log()
+
+
+@pytest.mark.slow
+def test_connected_but_silent_stream_is_detected_as_stalled(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
+) -> None:
+    server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
+    col: MqttCollector = mqtt_collector(mosquitto, "edge/door/state")
+    cam = {
+        "name": "door",
+        "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
+        "stall_timeout_s": 2,
+        "reconnect_initial_s": 0.5,
+        "reconnect_max_s": 1,
+    }
+    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, [cam]), tmp_path / "d.log")
+    try:
+        col.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), 90, "online")
+        n = len(col.messages)
+        server.freeze(True)  # sockets stay open, no more packets
+        try:
+            col.wait_for(
+                lambda ms: any(m.json()["status"] == "reconnecting" for m in ms[n:]), 15, "stall"
+            )
+            state = [m.json() for m in col.messages[n:] if m.json()["status"] == "reconnecting"]
+            assert "no frame" in (state[0].get("error") or "")
+        finally:
+            server.freeze(False)
+        n = len(col.messages)
+        col.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms[n:]), 20, "back")
+    finally:
+        d.stop()
