@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -237,7 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    rc = int(args.func(args))
+    if args.command == "run" and argv is None:
+        # Everything is stopped, flushed and published at this point. Native libraries
+        # (OpenCV/FFmpeg, LiteRT) can take seconds, or hang, in their exit-time
+        # destructors while a capture thread is still inside a blocking open(); a
+        # supervisor must not wait for that, so skip interpreter finalisation.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":
