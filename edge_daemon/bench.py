@@ -1,8 +1,9 @@
 """``edge-daemon bench``: the full analysis pipeline as fast as possible on a video file.
 
-Two passes in the same process on the same file: decode only (the ceiling), then decode +
+Passes in the same process on the same file: decode only (the ceiling), then decode +
 detect + classify + track + policy for every frame, in ``streams`` parallel threads that
-share one emotion model (as the daemon does). Latency is measured per frame from the end
+share one emotion model (as the daemon does), and with ``baseline`` the original demo's
+naive loop (Haar cascade + classifier on every frame). Latency is measured per frame from the end
 of its decode to the end of its analysis. Numbers vary with machine load: compare
 ratios (``pipeline_fps / decode_fps``) between runs, not absolute values.
 """
@@ -48,6 +49,47 @@ def decode_only(path: Path, max_frames: int = 0) -> tuple[int, float, tuple[int,
     return n, dt, size
 
 
+def naive_loop(path: Path, model: EmotionModel, max_frames: int = 0) -> dict[str, float]:
+    """The original demo's per-frame loop, as the baseline: OpenCV's Haar cascade on the
+    full grayscale frame, then the classifier on every face, every frame, one thread.
+
+    Faces are cropped with the model's own contract (so the classifier does the same work
+    as in the daemon); only detection and the absence of tracking differ.
+    """
+    from edge_daemon.classify.crop import crop_faces
+
+    cascade_path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    if not hasattr(cv2, "CascadeClassifier") or not cascade_path.is_file():
+        raise BenchError("this OpenCV build has no Haar cascade (needs OpenCV 4.x with data)")
+    cascade = cv2.CascadeClassifier(str(cascade_path))
+    cap = cv2.VideoCapture(str(path))
+    n = faces = 0
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    while not max_frames or n < max_frames:
+        ok, img = cap.read()
+        if not ok:
+            break
+        t = time.perf_counter()
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        boxes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+        if len(boxes):
+            xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes], np.float32)
+            model.predict(crop_faces(img, xyxy, model.contract))
+            faces += len(boxes)
+        lat.append((time.perf_counter() - t) * 1000)
+        n += 1
+    wall = time.perf_counter() - t0
+    cap.release()
+    if n == 0:
+        raise BenchError(f"{path}: no decodable frames")
+    return {
+        "naive_fps": round(n / wall, 1),
+        "naive_latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
+        "naive_faces_per_frame": round(faces / n, 3),
+    }
+
+
 def _config_for(source: Path, config: Path | None) -> AppConfig:
     try:
         if config is not None:
@@ -60,7 +102,11 @@ def _config_for(source: Path, config: Path | None) -> AppConfig:
 
 
 def run_bench(
-    source: Path, config: Path | None = None, streams: int = 1, max_frames: int = 0
+    source: Path,
+    config: Path | None = None,
+    streams: int = 1,
+    max_frames: int = 0,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     from edge_daemon.pipeline import CameraAnalyzer
 
@@ -132,7 +178,10 @@ def run_bench(
     cls_ms = np.concatenate([a.metrics.classify_ms.values() for a in analyzers])
     decode_fps = n_dec / t_dec
     pipeline_fps = frames / wall
-    return {
+    naive = naive_loop(source, model, max_frames) if baseline else {}
+    if naive:
+        naive["pipeline_to_naive_ratio"] = round(pipeline_fps / streams / naive["naive_fps"], 2)
+    return naive | {
         "source": source.name,
         "width": size[0],
         "height": size[1],

@@ -167,7 +167,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     setup_logging("warning")
     try:
-        result = run_bench(args.source, args.config, streams=args.streams, max_frames=args.frames)
+        result = run_bench(
+            args.source,
+            args.config,
+            streams=args.streams,
+            max_frames=args.frames,
+            baseline=args.baseline,
+        )
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -219,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-c", "--config", type=Path, help="config for detector/model settings")
     b.add_argument("--streams", type=int, default=1, help="parallel streams of the same file")
     b.add_argument("--frames", type=int, default=0, help="frames per stream (0 = whole file)")
+    b.add_argument("--baseline", action="store_true", help="also run the naive Haar-per-frame loop")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench)
 
