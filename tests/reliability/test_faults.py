@@ -109,20 +109,28 @@ def test_sigterm_with_four_busy_cameras(
         assert types.count("start") == types.count("end"), (i, types)
 
 
+def rtsp_daemon(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, server: Any, stall_timeout_s: float
+) -> tuple[Daemon, MqttCollector]:
+    """The daemon on one RTSP camera ``door`` with fast reconnects, and a state collector."""
+    col: MqttCollector = mqtt_collector(mosquitto, "edge/door/state")
+    cam = {
+        "name": "door",
+        "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
+        "stall_timeout_s": stall_timeout_s,
+        "reconnect_initial_s": 0.5,
+        "reconnect_max_s": 1,
+    }
+    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, [cam]), tmp_path / "d.log")
+    return d, col
+
+
 @pytest.mark.slow
 def test_rtsp_server_killed_five_times(
     tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
 ) -> None:
     server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
-    col: MqttCollector = mqtt_collector(mosquitto, "edge/door/state")
-    cam = {
-        "name": "door",
-        "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
-        "stall_timeout_s": 3,
-        "reconnect_initial_s": 0.5,
-        "reconnect_max_s": 1,
-    }
-    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, [cam]), tmp_path / "d.log")
+    d, col = rtsp_daemon(tmp_path, mosquitto, mqtt_collector, server, stall_timeout_s=3)
 
     def status_after(status: str, n: int, timeout: float) -> None:
         col.wait_for(lambda ms: any(m.json()["status"] == status for m in ms[n:]), timeout, status)
@@ -158,15 +166,7 @@ def test_connected_but_silent_stream_is_detected_as_stalled(
     tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
 ) -> None:
     server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
-    col: MqttCollector = mqtt_collector(mosquitto, "edge/door/state")
-    cam = {
-        "name": "door",
-        "source": {"type": "rtsp", "url": server.url, "open_timeout_s": 5},
-        "stall_timeout_s": 2,
-        "reconnect_initial_s": 0.5,
-        "reconnect_max_s": 1,
-    }
-    d = Daemon(write_config(tmp_path / "c.yaml", mosquitto.port, [cam]), tmp_path / "d.log")
+    d, col = rtsp_daemon(tmp_path, mosquitto, mqtt_collector, server, stall_timeout_s=2)
     try:
         col.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), 90, "online")
         n = len(col.messages)
