@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml Makefile scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[train,dev]'
-	# MediaPipe's wheel declares opencv-contrib-python, which clashes with the headless
-	# cv2 we use; its face detector needs none of it, so install it without deps.
+	# MediaPipe is the reference in the detector parity test only. Its wheel declares
+	# opencv-contrib-python, which clashes with the headless cv2 we use; its face
+	# detector needs none of it, so install it without deps.
 	$(BIN)/pip install -q --no-deps mediapipe==$(MEDIAPIPE_VERSION)
 	touch $(STAMP)
 
@@ -26,7 +27,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --junitxml=.test-results.xml
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

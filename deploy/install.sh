@@ -44,7 +44,6 @@ APP_DIR="$PREFIX/opt/edge-daemon"
 VENV="$APP_DIR/venv"
 CONFIG_DIR="$PREFIX/etc/edge-daemon"
 UNIT_DIR="$PREFIX/etc/systemd/system"
-MEDIAPIPE_VERSION="$(sed -n 's/^MEDIAPIPE_VERSION := //p' "$SRC/Makefile")"
 
 echo "edge-daemon: installing from $SRC"
 mkdir -p "$APP_DIR" "$CONFIG_DIR" "$UNIT_DIR"
@@ -53,8 +52,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q "$SRC"
-# See the Makefile: MediaPipe's declared OpenCV would replace the headless one.
-"$VENV/bin/pip" install -q --no-deps "mediapipe==$MEDIAPIPE_VERSION"
 "$VENV/bin/python" -m compileall -q "$VENV/lib" >/dev/null || true  # read-only at run time
 cp "$SRC/README.md" "$APP_DIR/README.md"
 

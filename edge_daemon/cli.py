@@ -163,18 +163,48 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge_daemon.bench import BenchError, run_bench
+    import tempfile
+
+    from edge_daemon.bench import BenchError, parse_size, run_bench, transcode
 
     setup_logging("warning")
     try:
-        result = run_bench(
-            args.source,
-            args.config,
-            streams=args.streams,
-            max_frames=args.frames,
-            baseline=args.baseline,
-        )
-    except BenchError as exc:
+        if not args.source.is_file():
+            raise BenchError(f"{args.source}: no such file")
+        sweep = tuple(int(v) for v in args.sweep.split(",")) if args.sweep else (1, 2, 4, 8)
+        if args.report is not None:
+            from edge_daemon.perf import run_report
+
+            size = parse_size(args.size or "1280x720")
+            result = run_report(
+                args.source,
+                args.report,
+                size=size,
+                fps=args.fps,
+                sweep=sweep,
+                seconds=args.seconds,
+                config=args.config,
+                progress=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True),
+            )
+            for row in result["targets"]:
+                mark = "met" if row["met"] else "NOT met"
+                print(f"{mark:>8}  {row['target']}: {row['measured']}")
+            print(f"wrote {args.report}")
+            return EXIT_OK
+        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+            source = args.source
+            if args.size:
+                source = transcode(
+                    source, Path(tmp) / "input.mp4", *parse_size(args.size), args.fps
+                )
+            result = run_bench(
+                source,
+                args.config,
+                streams=args.streams,
+                max_frames=args.frames,
+                baseline=args.baseline,
+            )
+    except (BenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
@@ -227,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=0, help="frames per stream (0 = whole file)")
     b.add_argument("--baseline", action="store_true", help="also run the naive Haar-per-frame loop")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--size", help="re-encode the source to WIDTHxHEIGHT H.264 first (ffmpeg)")
+    b.add_argument("--fps", type=float, default=25.0, help="frame rate of the re-encoded file")
+    b.add_argument(
+        "--report",
+        type=Path,
+        help="run every performance measurement (720p by default) and write this Markdown "
+        "file with plots beside it",
+    )
+    b.add_argument("--sweep", help="stream counts for --report, e.g. 1,2,4,8")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of each paced run")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("soak", help="run the daemon for a long time; report RSS/fd growth")

@@ -2,7 +2,7 @@
 
 The two .tflite files in edge_daemon/models/ are MediaPipe's face detectors
 (Apache-2.0, see LICENSE.mediapipe). They come from the mediapipe 0.10.21 wheel, the
-last release that ships them; the daemon runs them with mediapipe 1.2.x's Tasks API.
+last release that ships them; the daemon runs them with LiteRT (ai-edge-litert).
 This script downloads that wheel with pip, extracts the two files and checks their
 SHA-256 against the vendored copies:
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_daemon.bench import BenchError, run_bench
+from edge_daemon.bench import BenchError, parse_size, run_bench, track_emotions, transcode
+from edge_daemon.classify.model import EmotionModel
 from edge_daemon.cli import main
+from edge_daemon.config import AppConfig
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,9 @@ def test_bench_reports_decode_pipeline_and_baseline(face_video: Path) -> None:
     assert r["naive_fps"] > 0 and r["naive_faces_per_frame"] > 0.5  # so does Haar
     assert r["pipeline_to_naive_ratio"] > 0
     assert r["latency_ms_p99"] >= r["latency_ms_p50"] > 0
+    assert r["analysis_ms_p99"] >= r["analysis_ms_p50"] > 0
+    assert r["latency_ms_p50"] >= r["analysis_ms_p50"]  # latency includes the analysis
+    assert 0 < r["cpu_cores_used"] <= (os.cpu_count() or 1) + 0.5
 
 
 def test_bench_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,3 +52,65 @@ def test_bench_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         run_bench(text)
     assert main(["bench", "--source", str(tmp_path / "missing.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_transcode_makes_the_requested_h264_file(face_video: Path, tmp_path: Path) -> None:
+    out = transcode(face_video, tmp_path / "small.mp4", 320, 240, 5)
+    cap = cv2.VideoCapture(str(out))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    size = (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    assert size == (320, 240)
+    assert frames == 10  # 20 frames at 10 fps resampled to 5 fps
+    with pytest.raises(BenchError, match="WIDTHxHEIGHT"):
+        parse_size("720p")
+    with pytest.raises(BenchError, match="even width"):
+        parse_size("1281x720")
+
+
+def _cfg(video: Path, every_n: int | None) -> AppConfig:
+    detector = {} if every_n is None else {"every_n_frames": every_n}
+    return AppConfig.model_validate(
+        {
+            "detector": detector,
+            "cameras": [{"name": "v", "source": {"type": "file", "path": str(video)}}],
+        }
+    )
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pyfeat__single_face.mp4",
+        "fer__woman2.mp4",
+        "pyfeat__face_noface.mov",
+        "pyfeat__noface_face.mov",
+    ],
+)
+def test_default_detection_stride_reports_the_same_emotions(videos_dir: Path, name: str) -> None:
+    """Speed must not cost accuracy: the default ``every_n_frames`` against detecting on
+    every frame, on the shared videos of one person (each video's main track)."""
+    model = EmotionModel()
+    video = videos_dir / name
+    every = track_emotions(video, _cfg(video, 1), model)
+    default = track_emotions(video, _cfg(video, None), model)
+    main_every = max(every, key=lambda t: t["end_s"] - t["start_s"])
+    main_default = max(default, key=lambda t: t["end_s"] - t["start_s"])
+    assert main_default["emotion"] == main_every["emotion"]
+    assert abs(main_default["share"] - main_every["share"]) < 0.1
+    assert abs(main_default["start_s"] - main_every["start_s"]) < 0.3  # found as early
+    assert abs(main_default["end_s"] - main_every["end_s"]) < 0.3
+    assert len(default) <= len(every)  # no extra (split or false) tracks
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["pyfeat__no_face.mp4", "ultralight__test1.mp4"])
+def test_default_detection_stride_adds_no_false_tracks(videos_dir: Path, name: str) -> None:
+    model = EmotionModel()
+    video = videos_dir / name
+    assert len(track_emotions(video, _cfg(video, None), model)) <= len(
+        track_emotions(video, _cfg(video, 1), model)
+    )

@@ -115,7 +115,7 @@ def test_face_cut_by_the_border(model: EmotionModel, shift: int) -> None:
 
 def test_faces_over_the_cap_are_dropped_counted_and_batched(model: EmotionModel) -> None:
     counting = CountingModel(model)
-    an = analyzer(counting, max_faces=3, max_input_width=0)  # type: ignore[arg-type]
+    an = analyzer(counting, max_faces=3)  # type: ignore[arg-type]
     an.max_batch = 2
     try:
         grid = cv2.resize(np.vstack([np.hstack([ASTRONAUT] * 2)] * 2), (1280, 1280))  # 4 faces

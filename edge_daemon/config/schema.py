@@ -181,7 +181,7 @@ class ModelConfig(StrictModel):
 
 
 class DetectorConfig(StrictModel):
-    """Face detection (MediaPipe)."""
+    """Face detection (BlazeFace in LiteRT)."""
 
     model: Literal["short_range", "full_range"] = Field(
         "full_range",
@@ -197,12 +197,12 @@ class DetectorConfig(StrictModel):
             "finds smaller/turned faces, higher rejects more false faces"
         ),
     )
-    max_input_width: int = Field(
-        640,
-        ge=0,
-        le=4096,
-        description="frames wider than this are downscaled before detection; 0 = never "
-        "(otherwise 64..4096)",
+    threads: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="LiteRT threads per camera's detector: more lowers one camera's "
+        "latency, 1 gives the best total throughput with several cameras",
     )
     every_n_frames: int = Field(
         1, ge=1, le=30, description="run detection every Nth frame; track in between"
@@ -211,13 +211,6 @@ class DetectorConfig(StrictModel):
     min_face_px: int = Field(
         20, ge=4, le=1024, description="faces smaller than this (pixels) are ignored and counted"
     )
-
-    @field_validator("max_input_width")
-    @classmethod
-    def _width_zero_or_large(cls, value: int) -> int:
-        if 0 < value < 64:
-            raise _value_error(f"must be 0 (never downscale) or between 64 and 4096 (got {value})")
-        return value
 
 
 class TrackerConfig(StrictModel):

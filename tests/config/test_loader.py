@@ -66,7 +66,7 @@ def test_default_config_yaml_has_no_world_readable_secret_warning() -> None:
 def test_minimal_config_gets_defaults() -> None:
     config = load_config_text(CAM)
     assert config.log_level == "info"
-    assert config.detector.max_input_width == 640
+    assert config.detector.threads == 1
     assert config.tracker.min_hits == 2
     assert config.events.min_confidence == 0.45
     assert config.mqtt.topic_prefix == "edge"

@@ -326,10 +326,10 @@ CASES: list[tuple[str, str, str, str]] = [
         "device index 0..63 or a path like /dev/video0",
     ),
     (
-        "max-input-width-too-small",
-        CAM + "detector:\n  max_input_width: 10 # <--\n",
-        "detector.max_input_width",
-        "must be 0 (never downscale) or between 64 and 4096",
+        "detector-threads-zero",
+        CAM + "detector:\n  threads: 0 # <--\n",
+        "detector.threads",
+        "must be between 1 and 8 (got 0)",
     ),
     (
         "float-for-int",

@@ -18,7 +18,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 FIELD_NAMES = sorted(
     {
         "log_level", "model", "detector", "tracker", "events", "mqtt", "cameras", "path",
-        "providers", "intra_op_threads", "max_batch", "min_confidence", "max_input_width",
+        "providers", "intra_op_threads", "max_batch", "min_confidence", "threads",
         "every_n_frames", "max_faces", "min_face_px", "iou_threshold", "min_hits",
         "max_missed_s", "smoothing_half_life_s", "establish_s", "min_update_interval_s",
         "embedded_broker", "enabled", "host", "port", "client_id", "username", "password",
@@ -33,7 +33,7 @@ FIELD_NAMES = sorted(
 VALID: dict[str, Any] = {
     "log_level": "info",
     "model": {"providers": "auto", "max_batch": 32},
-    "detector": {"model": "full_range", "max_input_width": 640},
+    "detector": {"model": "full_range", "threads": 1},
     "tracker": {"iou_threshold": 0.3},
     "events": {"establish_s": 0.5},
     "mqtt": {"embedded_broker": {"enabled": True}, "host": "127.0.0.1", "tls": {}},

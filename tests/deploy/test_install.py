@@ -89,7 +89,7 @@ def test_install_upgrade_uninstall_into_a_prefix(tmp_path: Path) -> None:
     # The installed daemon is a real, separate installation that runs.
     v = run(venv / "bin/edge-daemon", "version")
     assert v.returncode == 0 and "edge-daemon" in v.stdout
-    assert run(venv / "bin/python", "-c", "import edge_daemon, mediapipe").returncode == 0
+    assert run(venv / "bin/python", "-c", "import edge_daemon, ai_edge_litert").returncode == 0
 
     # Upgrade in place: the user's config is kept, the unit rewritten.
     config.write_text(config.read_text() + "\n# edited by the user\n")

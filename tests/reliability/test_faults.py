@@ -44,7 +44,7 @@ def face_comes_and_goes(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_broker_outage_of_30s_loses_no_event(
-    tmp_path: Path, mosquitto_factory: Any, mqtt_collector: Any
+    tmp_path: Path, mosquitto_factory: Any, mqtt_collector: Any, record_property: Any
 ) -> None:
     broker = mosquitto_factory(persistence=True)
     col: MqttCollector = mqtt_collector(
@@ -73,6 +73,9 @@ def test_broker_outage_of_30s_loses_no_event(
         got = seqs(col, "door")
         firsts = list(dict.fromkeys(got))  # QoS 1: duplicates allowed, gaps not
         assert firsts == list(range(1, max(got) + 1)), got
+        record_property("events_made_during_outage", max(got) - before)
+        record_property("outage_events_delivered_s", round(time.monotonic() - t_back, 2))
+        record_property("duplicates", len(got) - len(firsts))
         online = [m for m in col.on("edge/available") if m.t > t_back]
         deadline = time.monotonic() + 15
         while not online and time.monotonic() < deadline:
@@ -88,7 +91,7 @@ def test_broker_outage_of_30s_loses_no_event(
 
 @pytest.mark.slow
 def test_sigterm_with_four_busy_cameras(
-    tmp_path: Path, mosquitto: Any, mqtt_collector: Any
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, record_property: Any
 ) -> None:
     col: MqttCollector = mqtt_collector(mosquitto, "edge/#")
     # Four sample cameras at 60 fps: together far more than two cores analyse, so every
@@ -101,6 +104,7 @@ def test_sigterm_with_four_busy_cameras(
         "events from all four",
     )
     took = d.stop()
+    record_property("exit_s", round(took, 2))
     assert d.proc.returncode == 0
     assert took < 3.0, f"exit took {took:.2f}s"
     avail = col.wait_for(
@@ -135,7 +139,12 @@ def rtsp_daemon(
 
 @pytest.mark.slow
 def test_rtsp_server_killed_five_times(
-    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
+    tmp_path: Path,
+    mosquitto: Any,
+    mqtt_collector: Any,
+    rtsp_server: Any,
+    h264_video: Any,
+    record_property: Any,
 ) -> None:
     server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
     d, col = rtsp_daemon(tmp_path, mosquitto, mqtt_collector, server, stall_timeout_s=3)
@@ -159,6 +168,8 @@ def test_rtsp_server_killed_five_times(
             reconnect_s.append(time.monotonic() - t0)
             time.sleep(2)  # let threads of the old connection finish
             counts.append(proc_counts(d.proc.pid))
+        record_property("reconnect_s", [round(x, 2) for x in reconnect_s])
+        record_property("threads_fds", counts)
         assert max(reconnect_s) < 5.0, reconnect_s
         threads, fds = zip(*counts, strict=True)
         # Flat: after five cycles no more threads or descriptors than after the first.
@@ -171,7 +182,12 @@ def test_rtsp_server_killed_five_times(
 
 @pytest.mark.slow
 def test_connected_but_silent_stream_is_detected_as_stalled(
-    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, rtsp_server: Any, h264_video: Any
+    tmp_path: Path,
+    mosquitto: Any,
+    mqtt_collector: Any,
+    rtsp_server: Any,
+    h264_video: Any,
+    record_property: Any,
 ) -> None:
     server = rtsp_server(h264_video(seconds=600, fps=15), "/cam")
     d, col = rtsp_daemon(tmp_path, mosquitto, mqtt_collector, server, stall_timeout_s=2)
@@ -179,15 +195,19 @@ def test_connected_but_silent_stream_is_detected_as_stalled(
         col.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms), 90, "online")
         n = len(col.messages)
         server.freeze(True)  # sockets stay open, no more packets
+        frozen = time.monotonic()
         try:
             col.wait_for(
                 lambda ms: any(m.json()["status"] == "reconnecting" for m in ms[n:]), 15, "stall"
             )
+            record_property("stall_detected_s", round(time.monotonic() - frozen, 2))
             state = [m.json() for m in col.messages[n:] if m.json()["status"] == "reconnecting"]
             assert "no frame" in (state[0].get("error") or "")
         finally:
             server.freeze(False)
         n = len(col.messages)
+        resumed = time.monotonic()
         col.wait_for(lambda ms: any(m.json()["status"] == "online" for m in ms[n:]), 20, "back")
+        record_property("online_after_resume_s", round(time.monotonic() - resumed, 2))
     finally:
         d.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from edge_daemon.soak import growth, run_soak
@@ -15,8 +17,10 @@ def test_growth_uses_medians_after_warmup() -> None:
 
 
 @pytest.mark.slow
-def test_three_minute_soak_four_streams() -> None:
+def test_three_minute_soak_four_streams(record_property: Any) -> None:
     result = run_soak(minutes=3, streams=4, fps=25, interval_s=3)
+    for key in ("rss_growth", "fds_growth", "threads_growth", "rss_mb_max"):
+        record_property(key, result.get(key))
     assert result["samples"] >= 50
     assert result["ok"], {k: v for k, v in result.items() if k != "series"}
     assert result["rss_growth"] < 0.05 and result["fds_growth"] < 0.05
