@@ -230,7 +230,8 @@ def _measure(
         raise BenchError("cameras did not start analysing within 120 s")
     time.sleep(WARMUP_S)
     alive()
-    start = _camera_totals(listener.last_stats() or {})
+    start_doc = listener.last_stats() or {}
+    start = _camera_totals(start_doc)
     cpu0, t0 = _cpu_seconds(daemon.pid), time.monotonic()
     listener.measuring = True
     rss: list[float] = []
@@ -246,15 +247,20 @@ def _measure(
     wall = time.monotonic() - t0
     cpu = _cpu_seconds(daemon.pid) - cpu0
     listener.measuring = False
-    end = _camera_totals(listener.last_stats() or {})
-    frames = {k: end[k]["frames"] - start[k]["frames"] for k in end}
+    end_doc = listener.last_stats() or {}
+    end = _camera_totals(end_doc)
+    # Frame counts between two stats messages, over the daemon's own clock for them.
+    span = float(end_doc.get("ts", 0)) - float(start_doc.get("ts", 0))
+    if span <= 0:
+        raise BenchError("no stats message after the measuring window")
+    frames = {k: (end[k]["frames"] - start[k]["frames"]) / span for k in end}
     dropped = {k: end[k]["dropped"] - start[k]["dropped"] for k in end}
     ev = sorted(listener.event_latency_ms)
     return {
         "streams": streams,
         "seconds": round(wall, 1),
-        "processed_fps_per_stream": round(statistics.median(frames.values()) / wall, 2),
-        "processed_fps_min_stream": round(min(frames.values()) / wall, 2),
+        "processed_fps_per_stream": round(statistics.median(frames.values()), 2),
+        "processed_fps_min_stream": round(min(frames.values()), 2),
         "capture_fps_per_stream": round(
             statistics.median(c["capture_fps"] for c in end.values()), 2
         ),
@@ -321,7 +327,7 @@ def run_report(
     from edge_daemon.bench import run_bench, transcode
     from edge_daemon.classify.model import BUNDLED_MODEL
 
-    results: dict[str, Any] = {"machine": machine(), "source": source.name}
+    results: dict[str, Any] = {"machine": machine(), "source": source.name, "fps": fps}
     with tempfile.TemporaryDirectory(prefix="edge-report-") as tmp:
         video = Path(tmp) / f"{source.stem}_{size[0]}x{size[1]}_{fps:g}fps.mp4"
         progress(f"transcoding {source.name} to {video.name}")
@@ -374,6 +380,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{eight['latency_ms_p99_worst_stream']} ms (worst stream), "
                 f"{eight['processed_fps_min_stream']} fps slowest stream",
                 "met": eight["dropped_frames"] == 0
+                and eight["processed_fps_min_stream"] >= 0.95 * results["fps"]
                 and eight["latency_ms_p99_worst_stream"] <= TARGETS["paced_p99_ms"],
             }
         )
