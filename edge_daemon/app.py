@@ -300,6 +300,10 @@ class App:
             stall_timeout_s=cam.stall_timeout_s,
             reconnect_initial_s=cam.reconnect_initial_s,
             reconnect_max_s=cam.reconnect_max_s,
+            # The live view shows every frame; otherwise only detection frames need
+            # pixels. (live_view changes need a restart, detector changes restart
+            # every camera: this stays consistent across reloads.)
+            pixels_every_n=1 if self.cfg.live_view.enabled else self.cfg.detector.every_n_frames,
         )
         capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
         analyzer = CameraAnalyzer(cam, self.cfg, self.model)

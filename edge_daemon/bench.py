@@ -143,6 +143,7 @@ def run_bench(
         ]
     except DetectorError as exc:
         raise BenchError(str(exc)) from exc
+    pixels_every_n = cfg.detector.every_n_frames
     latencies: list[list[float]] = [[] for _ in range(streams)]
     work_ms: list[list[float]] = [[] for _ in range(streams)]
     events = [0] * streams
@@ -151,14 +152,23 @@ def run_bench(
 
     def decoder(i: int, frames: queue.Queue[Any]) -> None:
         # The daemon's capture thread: decode only, hand over, never analyse.
+        # Like the daemon's capture: pixels only for the frames the detector will see.
         cap = cv2.VideoCapture(str(source))
         seq = 0
+        size: tuple[int, int] | None = None
         try:
             while not max_frames or seq < max_frames:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                frames.put(Frame(f"bench{i}", seq, time.time(), time.monotonic(), img))
+                if size is not None and seq % pixels_every_n:
+                    if not cap.grab():
+                        break
+                    frame = Frame(f"bench{i}", seq, time.time(), time.monotonic(), None, size)
+                else:
+                    ok, img = cap.read()
+                    if not ok:
+                        break
+                    size = (img.shape[1], img.shape[0])
+                    frame = Frame(f"bench{i}", seq, time.time(), time.monotonic(), img)
+                frames.put(frame)
                 seq += 1
         finally:
             cap.release()

@@ -63,6 +63,7 @@ class CameraAnalyzer:
         )
         self.metrics = PipelineMetrics(camera.name)
         self._frames_seen = 0
+        self._last_detect_seq: int | None = None
         self._last_mono = 0.0
         self._last_wall = 0.0
         self._size = (0, 0)
@@ -83,7 +84,8 @@ class CameraAnalyzer:
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
         observations: list[FaceObservation] | None = None
-        if (self._frames_seen - 1) % self.every_n == 0:
+        if frame.image is not None and self._detection_due(frame.seq):
+            self._last_detect_seq = frame.seq
             t0 = time.perf_counter()
             det = self.detector.detect(frame.image)
             t1 = time.perf_counter()
@@ -117,6 +119,13 @@ class CameraAnalyzer:
             classify_ms,
         )
         return events
+
+    def _detection_due(self, seq: int) -> bool:
+        """Every ``every_n`` frames by the capture's sequence numbers, so frames the
+        queue dropped still count (detection keeps its rate in camera time). A sequence
+        that restarts or repeats (a new session, tests) detects at once."""
+        last = self._last_detect_seq
+        return last is None or seq - last >= self.every_n or seq <= last
 
     def expire(self, now_mono: float) -> list[Event]:
         """No frame arrived: advance time so tracks unseen for too long end."""
@@ -188,7 +197,7 @@ class CameraPipeline(threading.Thread):
                         self._emit(self.analyzer.flush())
                 else:
                     self._emit(self.analyzer.process(frame))
-                    if self.live is not None:
+                    if self.live is not None and frame.image is not None:
                         self._update_live(frame)
                 self._maybe_publish_state()
                 self.heartbeat = time.monotonic()

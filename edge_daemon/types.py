@@ -30,22 +30,29 @@ class Frame:
 
     ``ts`` is wall-clock epoch seconds (for payloads); ``mono`` is ``time.monotonic()``
     at capture (for latency and for the event policy, which must not see clock jumps).
-    ``image`` is BGR uint8 HxWx3 and must not be modified by consumers.
+    ``image`` is BGR uint8 HxWx3 and must not be modified by consumers; it is None for
+    a frame decoded without pixels (see ``CaptureSettings.pixels_every_n``), which then
+    carries its ``size`` (width, height).
     """
 
     camera: str
     seq: int
     ts: float
     mono: float
-    image: np.ndarray
+    image: np.ndarray | None
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.image is None and self.size is None:
+            raise ValueError("Frame: a frame without pixels must carry its size")
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return int(self.image.shape[1]) if self.image is not None else self.size[0]  # type: ignore[index]
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return int(self.image.shape[0]) if self.image is not None else self.size[1]  # type: ignore[index]
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,3 +77,28 @@ def test_flush_ends_open_tracks() -> None:
         assert [e.type for e in an.flush()] == ["end"]
     finally:
         an.close()
+
+
+def test_frames_without_pixels_are_tracked_and_detection_keeps_its_rate() -> None:
+    """As the capture hands them over with ``pixels_every_n``: pixels on every 4th
+    frame, sizes only in between, and some frames dropped by the queue."""
+    cfg = make_cfg(every_n=4)
+    an = CameraAnalyzer(cfg.cameras[0], cfg, EmotionModel())
+    an.open()
+    try:
+        events = []
+        for f in frames(40):
+            if f.seq in (8, 9, 21):  # dropped by the queue (8 was a pixel frame)
+                continue
+            if f.seq % 4:
+                f = Frame(f.camera, f.seq, f.ts, f.mono, None, (f.width, f.height))
+            events += an.process(f)
+            assert an.last_tracks == () or all(t.xyxy[2] <= f.width for t in an.last_tracks)
+        events += an.flush()
+    finally:
+        an.close()
+    snap = an.metrics.snapshot()
+    assert snap["frames"] == 37
+    # Pixel frames 0, 4, 12, 16, ..., 36 (8 was dropped): every one of them detected.
+    assert snap["detections_run"] == 9
+    assert [e.type for e in events].count("start") == 1

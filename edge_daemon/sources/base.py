@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +40,14 @@ class SourceError(Exception):
 
 class SourceEnded(Exception):
     """A finite source (a file without loop) has no more frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A frame that was decoded but not converted to pixels: only its size is known."""
+
+    width: int
+    height: int
 
 
 def redact_url(url: str) -> str:
@@ -115,6 +124,9 @@ class Backend(Protocol):
 
     fps: float | None
     decode_failures: int
+    #: True when ``read(cancel, pixels=False)`` may return :class:`Skipped`; backends
+    #: without it always return pixels (correct, just not cheaper).
+    supports_skip: bool
 
     def open(self, cancel: threading.Event) -> None: ...
 
@@ -139,7 +151,8 @@ class ThreadedSource:
         self._cond = threading.Condition()
         self._cancel = threading.Event()
         self._requested = False
-        self._frame: np.ndarray | None = None
+        self._frame: np.ndarray | Skipped | None = None
+        self._want_pixels = True
         self._failure: BaseException | None = None
         self._opened = False
         self._closed = False
@@ -165,9 +178,12 @@ class ThreadedSource:
     def describe(self) -> str:
         return self._backend.describe()
 
-    def read(self, timeout: float) -> np.ndarray | None:
+    def read(self, timeout: float, pixels: bool = True) -> np.ndarray | Skipped | None:
         """Next frame (BGR uint8), or None when none arrived within ``timeout`` s.
 
+        With ``pixels=False`` a backend that supports it returns :class:`Skipped` (the
+        frame decoded, its pixels not converted). The flag belongs to the request made
+        by this call; a frame already requested keeps the flag it was requested with.
         Raises :class:`SourceError` or :class:`SourceEnded`.
         """
         deadline = time.monotonic() + max(0.0, timeout)
@@ -176,6 +192,7 @@ class ThreadedSource:
                 raise SourceError(f"{self.describe()}: source is closed")
             if self._frame is None and self._failure is None and not self._requested:
                 self._requested = True
+                self._want_pixels = pixels
                 self._cond.notify_all()
             while self._frame is None and self._failure is None:
                 remaining = deadline - time.monotonic()
@@ -213,7 +230,13 @@ class ThreadedSource:
                         self._cond.wait()
                     if self._closed:
                         return
-                image = as_bgr(self._backend.read(self._cancel))
+                    want = self._want_pixels or not getattr(self._backend, "supports_skip", False)
+                got = (
+                    self._backend.read(self._cancel)
+                    if want
+                    else self._backend.read(self._cancel, pixels=False)  # type: ignore[call-arg]
+                )
+                image = got if isinstance(got, Skipped) else as_bgr(got)
                 with self._cond:
                     self._requested = False
                     self._frame = image

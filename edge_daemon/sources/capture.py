@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_daemon.sources.base import SourceEnded, SourceError, ThreadedSource
+from edge_daemon.sources.base import Skipped, SourceEnded, SourceError, ThreadedSource
 from edge_daemon.sources.factory import open_source
 from edge_daemon.sources.queue import FrameQueue
 from edge_daemon.sources.spec import (
@@ -196,7 +196,9 @@ class CaptureWorker(threading.Thread):
         started = last_frame = time.monotonic()
         try:
             while not self._stop_event.is_set():
-                image = source.read(min(READ_SLICE_S, stall))
+                # Pixels only for the frames the analysis will look at (every Nth).
+                pixels = self._seq % self.settings.pixels_every_n == 0
+                image = source.read(min(READ_SLICE_S, stall), pixels)
                 now = time.monotonic()
                 if image is None:
                     if got_frames and now - last_frame >= stall:
@@ -225,8 +227,12 @@ class CaptureWorker(threading.Thread):
                 self._decode_failures_closed += source.decode_failures
                 self._source = None
 
-    def _emit(self, image: np.ndarray, mono: float) -> None:
-        frame = Frame(camera=self.camera, seq=self._seq, ts=time.time(), mono=mono, image=image)
+    def _emit(self, image: np.ndarray | Skipped, mono: float) -> None:
+        if isinstance(image, Skipped):
+            size = (image.width, image.height)
+            frame = Frame(self.camera, self._seq, time.time(), mono, None, size)
+        else:
+            frame = Frame(self.camera, self._seq, time.time(), mono, image)
         self._seq += 1
         self.out.put(frame)  # drops the oldest queued frame when full, never blocks
         with self._lock:

@@ -33,6 +33,8 @@ PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 class MjpegBackend:
     """Reads JPEG parts from a multipart HTTP response and decodes them with OpenCV."""
 
+    supports_skip = False  # every part is a whole JPEG: always decoded (simple, rare source)
+
     def __init__(self, spec: MjpegSpec, read_timeout_s: float) -> None:
         self.spec = spec
         self.fps: float | None = None  # MJPEG over HTTP carries no frame rate

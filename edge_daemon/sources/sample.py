@@ -82,6 +82,8 @@ def render_sample_frame(picture: np.ndarray, t: float, width: int, height: int) 
 class SampleBackend:
     """Renders :func:`render_sample_frame` at ``spec.fps`` in real time."""
 
+    supports_skip = False
+
     def __init__(self, spec: SampleSpec) -> None:
         self.spec = spec
         self.fps: float | None = spec.fps

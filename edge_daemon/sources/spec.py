@@ -117,16 +117,23 @@ class CaptureSettings:
 
     ``stall_timeout_s``: no frame for this long => close and reconnect.
     ``reconnect_initial_s`` .. ``reconnect_max_s``: exponential backoff between attempts.
+    ``pixels_every_n``: only every Nth frame is converted to pixels; the others are
+    decoded (codecs need every frame) but handed on as their size only, which saves the
+    colour conversion and copy of frames nobody looks at (the detector runs every Nth
+    frame; between detections the tracker needs no pixels).
     """
 
     stall_timeout_s: float = 10.0
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
+    pixels_every_n: int = 1
 
     def __post_init__(self) -> None:
         _check_positive("stall_timeout_s", self.stall_timeout_s)
         _check_positive("reconnect_initial_s", self.reconnect_initial_s)
         _check_positive("reconnect_max_s", self.reconnect_max_s)
+        if not isinstance(self.pixels_every_n, int) or self.pixels_every_n < 1:
+            raise ValueError(f"pixels_every_n must be an int >= 1, got {self.pixels_every_n!r}")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
 

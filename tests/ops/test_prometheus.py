@@ -75,7 +75,9 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
         # The sample picture has one face: detections and classifications happen.
         assert m["edge_camera_faces_detected_total{camera=door}"] >= 1
         det_count = m["edge_detect_seconds_count{camera=door}"]
-        assert det_count >= analysed  # every frame detected (every_n_frames: 1)
+        # Detection on every 4th frame (the default every_n_frames); the two counters are
+        # read a few frames apart.
+        assert analysed / 4 - 3 <= det_count <= analysed / 4 + 3
         assert m["edge_detect_seconds_bucket{camera=door,le=+Inf}"] == det_count
         assert 0 < m["edge_detect_seconds_sum{camera=door}"] / det_count < 1.0  # seconds
         assert m["edge_classify_seconds_count{camera=door}"] >= 1

@@ -243,3 +243,20 @@ def test_on_status_callback_errors_do_not_kill_the_worker(tmp_path: Path) -> Non
     worker.start()
     worker.join(5)
     assert worker.frames == 5 and worker.status is StreamStatus.ENDED
+
+
+def test_pixels_only_every_nth_frame_sizes_for_the_rest(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", frames=8, size=(96, 64))
+    settings = CaptureSettings(stall_timeout_s=2.0, pixels_every_n=3)
+    worker, _stop, _log, q = start_worker(FileSpec(video, loop=False, realtime=False), settings)
+    worker.join(5)
+    frames = [q.get(0) for _ in range(q.qsize())]
+    assert [f.seq for f in frames] == list(range(8))  # all fit in the queue
+    for f in frames:
+        assert (f.width, f.height) == (96, 64)
+        if f.seq % 3 == 0:
+            assert f.image is not None and f.image.shape == (64, 96, 3)
+        else:
+            assert f.image is None
+    with pytest.raises(ValueError, match="pixels_every_n"):
+        CaptureSettings(pixels_every_n=0)
