@@ -16,8 +16,10 @@ pipeline is alive and turning), ``STATUS=`` lines, and reloads requested by SIGH
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 from edge_daemon import __version__
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
+from edge_daemon.detect.blazeface import InterpreterPool
 from edge_daemon.ops.prometheus import CameraView, DaemonCollector, Health, MetricsEndpoint
 from edge_daemon.ops.systemd import SystemdNotifier
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
@@ -165,6 +168,7 @@ class App:
         self.broker: EmbeddedBroker | None = None
         self.publisher: MqttPublisher | None = None
         self.model: EmotionModel | None = None
+        self._detector_pool: InterpreterPool | None = None
         self.cameras: list[CameraRuntime] = []
         self.http: list[HttpService] = []
         self.live_view: LiveView | None = None
@@ -284,6 +288,16 @@ class App:
         self.broker = broker
         log.info("embedded MQTT broker listening on %s:%d", eb.host, eb.port)
 
+    def _detectors(self) -> InterpreterPool:
+        """The detector interpreters every camera shares (one per core at most, made on
+        demand); a new pool when a reload changed the detector model or threads."""
+        d = self.cfg.detector
+        pool = self._detector_pool
+        if pool is None or (pool.model, pool.threads) != (d.model, d.threads):
+            pool = InterpreterPool(d.model, size=os.cpu_count() or 1, threads=d.threads)
+            self._detector_pool = pool
+        return pool
+
     def _start_camera(self, cam: CameraConfig) -> CameraRuntime:
         assert self.model is not None and self.publisher is not None
         stop = threading.Event()
@@ -304,9 +318,11 @@ class App:
             # pixels. (live_view changes need a restart, detector changes restart
             # every camera: this stays consistent across reloads.)
             pixels_every_n=1 if self.cfg.live_view.enabled else self.cfg.detector.every_n_frames,
+            # Spread the cameras' detection frames over the stride (stable per name).
+            pixels_phase=zlib.crc32(cam.name.encode()),
         )
         capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
-        analyzer = CameraAnalyzer(cam, self.cfg, self.model)
+        analyzer = CameraAnalyzer(cam, self.cfg, self.model, self._detectors())
         pipeline = CameraPipeline(analyzer, queue, capture, self.publisher, stop, live)
         pipeline.start()  # consumer first, so no frame waits for it
         capture.start()

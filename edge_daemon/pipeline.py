@@ -19,7 +19,7 @@ import numpy as np
 from edge_daemon.classify.crop import crop_faces
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig
-from edge_daemon.detect.blazeface import DetectorParams, FaceDetector
+from edge_daemon.detect.blazeface import DetectorParams, FaceDetector, InterpreterPool
 from edge_daemon.metrics import PipelineMetrics
 from edge_daemon.policy.events import AlertParams, EventPolicy, PolicyParams
 from edge_daemon.sources import CaptureWorker, FrameQueue
@@ -47,12 +47,20 @@ class CameraAnalyzer:
     ``flush`` ends every track (end of a file, shutdown).
     """
 
-    def __init__(self, camera: CameraConfig, cfg: AppConfig, model: EmotionModel) -> None:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        cfg: AppConfig,
+        model: EmotionModel,
+        detectors: InterpreterPool | None = None,
+    ) -> None:
         self.camera = camera.name
         self.model = model
         self.every_n = cfg.detector.every_n_frames
         self.max_batch = cfg.model.max_batch
-        self.detector = FaceDetector(DetectorParams.from_config(cfg.detector))
+        # ``detectors``: the interpreters shared by every camera (the daemon passes one
+        # pool); without it this camera gets a pool of its own.
+        self.detector = FaceDetector(DetectorParams.from_config(cfg.detector), detectors)
         self.tracker_params = TrackerParams.from_config(cfg.tracker)
         self.tracker = IouTracker(self.tracker_params, len(model.labels))
         self.policy = EventPolicy(

@@ -19,9 +19,12 @@ needs. Full range is the default.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,24 +201,52 @@ def letterbox(image_bgr: np.ndarray, size: int, out: np.ndarray) -> tuple[float,
     return scale, float(px), float(py)
 
 
-class FaceDetector:
-    """One BlazeFace interpreter. Not thread-safe: each camera pipeline owns its own.
+class _Runner:
+    """One LiteRT interpreter with its tensor indices and input buffer."""
 
-    The interpreter is created by ``open()`` (or the first ``detect``) in the thread that
-    will use it; using it from another thread afterwards is refused, because a LiteRT
-    interpreter must not run concurrently and a silent race would corrupt its tensors.
+    def __init__(self, spec: BlazeFaceSpec, interpreter_cls: type, threads: int) -> None:
+        try:
+            it = interpreter_cls(model_path=str(spec.path), num_threads=threads)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise DetectorError(f"{spec.path}: cannot load ({exc})") from exc
+        inp = it.get_input_details()[0]
+        expected = [1, spec.input_size, spec.input_size, 3]
+        if list(inp["shape"]) != expected:
+            raise DetectorError(f"{spec.path}: input {list(inp['shape'])}, want {expected}")
+        outs = sorted(it.get_output_details(), key=lambda d: int(d["shape"][-1]), reverse=True)
+        self.interpreter = it
+        self.in_index = inp["index"]
+        self.box_index, self.score_index = outs[0]["index"], outs[1]["index"]
+        self.input = np.zeros(expected, np.float32)
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        it = self.interpreter
+        it.set_tensor(self.in_index, self.input)
+        it.invoke()  # releases the GIL: other cameras run meanwhile
+        return it.get_tensor(self.box_index), it.get_tensor(self.score_index)
+
+
+class InterpreterPool:
+    """Up to ``size`` LiteRT interpreters of one model, shared by every camera.
+
+    An interpreter must never run two inferences at once, and each one holds about
+    13 MB (its arena and XNNPACK's packed weights): one per camera cost 100 MB with
+    eight cameras. Cameras borrow one for the length of a detection instead; with as
+    many interpreters as cores, a camera waits only when every core is already
+    detecting. Interpreters are created on first need, so an idle pool costs nothing.
     """
 
-    def __init__(self, params: DetectorParams) -> None:
-        self.params = params
-        self.counters = DetectorCounters()
-        spec = SPECS.get(params.model)
+    def __init__(self, model: str = "full_range", size: int = 1, threads: int = 1) -> None:
+        spec = SPECS.get(model)
         if spec is None:
-            raise DetectorError(f"detector.model {params.model!r} (allowed: {list(SPECS)})")
+            raise DetectorError(f"detector.model {model!r} (allowed: {list(SPECS)})")
         if not spec.path.is_file():
             raise DetectorError(
                 f"bundled detector model missing: {spec.path} (reinstall the package)"
             )
+        if size < 1:
+            raise ValueError(f"InterpreterPool size must be >= 1, got {size}")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT's info lines
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -225,52 +256,79 @@ class FaceDetector:
                 "dependencies (`pip install -e .`)"
             ) from exc
         self.spec = spec
+        self.model = model
+        self.size = size
+        self.threads = threads
         self._interpreter_cls = Interpreter
-        self._anchors = ssd_anchors(spec)
-        self._input = np.zeros((1, spec.input_size, spec.input_size, 3), np.float32)
-        self._it: object | None = None
-        self._owner: int | None = None
+        self._free: queue.SimpleQueue[_Runner] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._created = 0
+        self.waits = 0  # borrows that found every interpreter busy (contention)
 
-    def _ensure(self) -> None:
-        if self._it is not None:
-            if self._owner != threading.get_ident():
-                raise RuntimeError("FaceDetector used from a thread that does not own it")
-            return
+    @property
+    def created(self) -> int:
+        return self._created
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[_Runner]:
+        """An interpreter for this thread alone until the ``with`` block ends."""
         try:
-            it = self._interpreter_cls(
-                model_path=str(self.spec.path), num_threads=self.params.threads
-            )
-            it.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise DetectorError(f"{self.spec.path}: cannot load ({exc})") from exc
-        inp = it.get_input_details()[0]
-        expected = [1, self.spec.input_size, self.spec.input_size, 3]
-        if list(inp["shape"]) != expected:
-            raise DetectorError(f"{self.spec.path}: input {list(inp['shape'])}, want {expected}")
-        outs = sorted(it.get_output_details(), key=lambda d: int(d["shape"][-1]), reverse=True)
-        self._in_index = inp["index"]
-        self._box_index, self._score_index = outs[0]["index"], outs[1]["index"]
-        self._owner = threading.get_ident()
-        self._it = it
+            runner = self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                make = self._created < self.size
+                if make:
+                    self._created += 1
+            if make:
+                try:
+                    runner = _Runner(self.spec, self._interpreter_cls, self.threads)
+                except BaseException:
+                    with self._lock:
+                        self._created -= 1
+                    raise
+            else:
+                self.waits += 1  # approximate under races; a gauge, not an invariant
+                runner = self._free.get()
+        try:
+            yield runner
+        finally:
+            self._free.put(runner)
+
+
+class FaceDetector:
+    """One camera's detector: its thresholds and counters, and a shared interpreter pool.
+
+    Safe to call from any thread; the pool serialises use of each interpreter. Without
+    a ``pool`` the detector gets its own pool of one interpreter.
+    """
+
+    def __init__(self, params: DetectorParams, pool: InterpreterPool | None = None) -> None:
+        self.params = params
+        self.counters = DetectorCounters()
+        if pool is None:
+            pool = InterpreterPool(params.model, 1, params.threads)
+        elif pool.model != params.model:
+            raise DetectorError(f"pool runs {pool.model!r}, detector wants {params.model!r}")
+        self.pool = pool
+        self.spec = pool.spec
+        self._anchors = ssd_anchors(self.spec)
 
     def open(self) -> None:
-        """Create the interpreter now, in the calling (owning) thread."""
-        self._ensure()
+        """Load an interpreter now (the first load costs tens of ms), not at first frame."""
+        with self.pool.borrow():
+            pass
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         """Faces in a BGR frame, boxes in that frame's pixel coordinates."""
-        self._ensure()
-        it = self._it
         h, w = image_bgr.shape[:2]
         p = self.params
         size = self.spec.input_size
-        scale, px, py = letterbox(image_bgr, size, self._input[0])
-        it.set_tensor(self._in_index, self._input)  # type: ignore[attr-defined]
-        it.invoke()  # type: ignore[attr-defined]
-        raw_boxes = it.get_tensor(self._box_index)  # type: ignore[attr-defined]
-        raw_scores = it.get_tensor(self._score_index)  # type: ignore[attr-defined]
+        with self.pool.borrow() as runner:
+            scale, px, py = letterbox(image_bgr, size, runner.input[0])
+            raw_boxes, raw_scores = runner.run()
+            # decode() copies what it keeps, so the interpreter may be handed on now.
+            boxes, scores = decode(raw_boxes, raw_scores, self._anchors, size, p.min_confidence)
         self.counters.frames += 1
-        boxes, scores = decode(raw_boxes, raw_scores, self._anchors, size, p.min_confidence)
         if not len(boxes):
             return Detections.empty()
         boxes, scores = weighted_nms(boxes, scores)
@@ -291,7 +349,4 @@ class FaceDetector:
         return Detections(boxes, scores)
 
     def close(self) -> None:
-        # The interpreter frees its arena when collected; dropping the reference lets
-        # a closed detector be re-opened by another thread (reload).
-        self._it = None
-        self._owner = None
+        """Nothing to release per camera: interpreters belong to the pool."""

@@ -197,7 +197,8 @@ class CaptureWorker(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 # Pixels only for the frames the analysis will look at (every Nth).
-                pixels = self._seq % self.settings.pixels_every_n == 0
+                s = self.settings
+                pixels = (self._seq + s.pixels_phase) % s.pixels_every_n == 0
                 image = source.read(min(READ_SLICE_S, stall), pixels)
                 now = time.monotonic()
                 if image is None:

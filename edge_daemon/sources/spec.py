@@ -120,13 +120,16 @@ class CaptureSettings:
     ``pixels_every_n``: only every Nth frame is converted to pixels; the others are
     decoded (codecs need every frame) but handed on as their size only, which saves the
     colour conversion and copy of frames nobody looks at (the detector runs every Nth
-    frame; between detections the tracker needs no pixels).
+    frame; between detections the tracker needs no pixels). ``pixels_phase`` shifts
+    which frames those are, so that cameras started together do not all detect on the
+    same tick (eight cameras detecting at once would queue up behind two cores).
     """
 
     stall_timeout_s: float = 10.0
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 30.0
     pixels_every_n: int = 1
+    pixels_phase: int = 0
 
     def __post_init__(self) -> None:
         _check_positive("stall_timeout_s", self.stall_timeout_s)

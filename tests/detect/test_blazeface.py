@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
+from edge_daemon.detect.blazeface import (
+    DetectorError,
+    DetectorParams,
+    FaceDetector,
+    InterpreterPool,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +58,33 @@ def test_blank_frame_and_size_filter_are_counted(astronaut_bgr: np.ndarray) -> N
         det.close()
 
 
-def test_a_detector_belongs_to_the_thread_that_first_used_it(astronaut_bgr: np.ndarray) -> None:
-    det = FaceDetector(DetectorParams())
-    det.open()
+def test_cameras_share_a_pool_safely_from_many_threads(astronaut_bgr: np.ndarray) -> None:
+    """Four cameras, two interpreters: concurrent detections give identical boxes and
+    never more interpreters than the pool allows."""
+    pool = InterpreterPool("full_range", size=2)
+    detectors = [FaceDetector(DetectorParams(), pool) for _ in range(4)]
+    expected = detectors[0].detect(astronaut_bgr).xyxy
+    results: list[np.ndarray] = []
     errors: list[BaseException] = []
 
-    def other() -> None:
+    def camera(det: FaceDetector) -> None:
         try:
-            det.detect(astronaut_bgr)
-        except RuntimeError as exc:
+            for _ in range(15):
+                results.append(det.detect(astronaut_bgr).xyxy)
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
-    t = threading.Thread(target=other)
-    t.start()
-    t.join()
-    det.close()
-    assert errors and "does not own" in str(errors[0])
+    threads = [threading.Thread(target=camera, args=(d,)) for d in detectors]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 60 and all(np.array_equal(r, expected) for r in results)
+    assert 1 <= pool.created <= 2
+    assert sum(d.counters.frames for d in detectors) == 61
+    with pytest.raises(DetectorError, match="pool runs"):
+        FaceDetector(DetectorParams(model="short_range"), pool)
 
 
 def test_unknown_model_is_refused() -> None:

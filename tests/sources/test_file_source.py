@@ -260,3 +260,12 @@ def test_pixels_only_every_nth_frame_sizes_for_the_rest(tmp_path: Path) -> None:
             assert f.image is None
     with pytest.raises(ValueError, match="pixels_every_n"):
         CaptureSettings(pixels_every_n=0)
+
+
+def test_pixels_phase_shifts_the_pixel_frames(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", frames=8)
+    settings = CaptureSettings(stall_timeout_s=2.0, pixels_every_n=3, pixels_phase=1)
+    worker, _stop, _log, q = start_worker(FileSpec(video, loop=False, realtime=False), settings)
+    worker.join(5)
+    with_pixels = [f.seq for f in (q.get(0) for _ in range(q.qsize())) if f.image is not None]
+    assert with_pixels == [0, 2, 5]  # the first always (its size is needed), then (seq+1)%3==0
