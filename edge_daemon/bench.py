@@ -153,6 +153,8 @@ def run_bench(
     errors: list[str] = []
     done = object()  # end-of-stream marker
 
+    demands = [threading.Event() for _ in range(streams)]
+
     def decoder(i: int, frames: queue.Queue[Any]) -> None:
         # The daemon's capture thread: decode only, hand over, never analyse.
         # Like the daemon's capture: pixels only for the frames the detector will see.
@@ -161,7 +163,7 @@ def run_bench(
         size: tuple[int, int] | None = None
         try:
             while not max_frames or seq < max_frames:
-                if size is not None and seq % pixels_every_n:
+                if size is not None and seq % pixels_every_n and not demands[i].is_set():
                     if not cap.grab():
                         break
                     frame = Frame(f"bench{i}", seq, time.time(), time.monotonic(), None, size)
@@ -190,6 +192,8 @@ def run_bench(
                 t = time.monotonic()
                 events[i] += len(an.process(frame))
                 end = time.monotonic()
+                if an.wants_every_frame != demands[i].is_set():
+                    (demands[i].set if an.wants_every_frame else demands[i].clear)()
                 work_ms[i].append((end - t) * 1000)
                 latencies[i].append((end - frame.mono) * 1000)
             events[i] += len(an.flush())

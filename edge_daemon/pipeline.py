@@ -72,6 +72,7 @@ class CameraAnalyzer:
         self.metrics = PipelineMetrics(camera.name)
         self._frames_seen = 0
         self._last_detect_seq: int | None = None
+        self._unsettled = False
         self._last_mono = 0.0
         self._last_wall = 0.0
         self._size = (0, 0)
@@ -92,7 +93,7 @@ class CameraAnalyzer:
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
         observations: list[FaceObservation] | None = None
-        if frame.image is not None and self._detection_due(frame.seq):
+        if frame.image is not None and (self._detection_due(frame.seq) or self._unsettled):
             self._last_detect_seq = frame.seq
             t0 = time.perf_counter()
             det = self.detector.detect(frame.image)
@@ -116,6 +117,10 @@ class CameraAnalyzer:
                 ]
         upd = self.tracker.update(now, observations)
         self.last_tracks = tuple(upd.tracks)
+        if observations is not None:
+            # Detector and tracker disagree (a face not yet confirmed, or a confirmed
+            # face the detector missed): look again on the next frame.
+            self._unsettled = self.tracker.tentative > 0 or any(not t.observed for t in upd.tracks)
         events = self.policy.update(now, frame.ts, self._size, upd.tracks, upd.ended)
         done = time.monotonic()
         self.metrics.record_frame(
@@ -127,6 +132,20 @@ class CameraAnalyzer:
             classify_ms,
         )
         return events
+
+    @property
+    def wants_every_frame(self) -> bool:
+        """Detect on every frame until the detector and the tracker agree again.
+
+        ``every_n_frames`` is for settled scenes: every face the detector finds belongs
+        to a confirmed track and every confirmed track was found. While that is not so
+        (a new face waiting for ``min_hits`` matches in a row, a small or turned face the
+        detector finds only now and then, a crowd) the analyser detects on every frame,
+        as with ``every_n_frames: 1``: otherwise such faces rarely get confirmed and which
+        ones do depends on which frames happen to be sampled. The capture is asked for
+        pixels of every frame meanwhile.
+        """
+        return self._unsettled
 
     def _detection_due(self, seq: int) -> bool:
         """Every ``every_n`` frames by the capture's sequence numbers, so frames the
@@ -205,6 +224,9 @@ class CameraPipeline(threading.Thread):
                         self._emit(self.analyzer.flush())
                 else:
                     self._emit(self.analyzer.process(frame))
+                    demand = self.capture.pixel_demand
+                    if self.analyzer.wants_every_frame != demand.is_set():
+                        (demand.set if self.analyzer.wants_every_frame else demand.clear)()
                     if self.live is not None and frame.image is not None:
                         self._update_live(frame)
                 self._maybe_publish_state()

@@ -208,10 +208,12 @@ class DetectorConfig(StrictModel):
         4,
         ge=1,
         le=30,
-        description="run detection (and classification) every Nth frame and only track in "
-        "between; frames in between are decoded without colour conversion. 4 at 25 fps is "
-        "6 detections per second: the same per-track emotions as every frame on the shared "
-        "videos (tests/test_bench.py) for a third of the CPU; lower it for fast motion",
+        description="in a settled scene (every face found belongs to a confirmed track and "
+        "every track was found) run detection and classification every Nth frame and only "
+        "track in between, decoding those frames without colour conversion; while the "
+        "detector and the tracker disagree (new faces, faces found now and then, crowds) "
+        "detect every frame. 4 at 25 fps: the same per-track emotions as 1 on the shared "
+        "videos for about a third of the CPU in a settled scene; lower it for fast motion",
     )
     max_faces: int = Field(20, ge=1, le=256, description="maximum faces kept per frame")
     min_face_px: int = Field(

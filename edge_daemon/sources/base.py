@@ -98,6 +98,11 @@ class Pacer:
         self._t0: float | None = None
         self._n = 0
 
+    def restart(self) -> None:
+        """Start a new schedule at the next ``wait`` (after a pause that is not lag, such
+        as a looping file being reopened: catching up would burst frames)."""
+        self._t0 = None
+
     def wait(self, cancel: threading.Event) -> bool:
         """Block until the next frame is due. False when ``cancel`` was set meanwhile."""
         now = time.monotonic()

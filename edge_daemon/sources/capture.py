@@ -72,6 +72,7 @@ class CaptureWorker(threading.Thread):
         out: FrameQueue,
         stop: threading.Event,
         on_status: StatusCallback,
+        pixel_demand: threading.Event | None = None,
     ) -> None:
         # Fail here, in the caller, rather than retrying a hopeless spec forever.
         if not isinstance(spec, SOURCE_SPEC_TYPES):
@@ -83,6 +84,9 @@ class CaptureWorker(threading.Thread):
         self.out = out
         self._stop_event = stop
         self._on_status = on_status
+        #: Set by the consumer while it wants pixels of every frame (a face to confirm);
+        #: only read here, so no lock is needed (an Event is thread-safe).
+        self.pixel_demand = pixel_demand if pixel_demand is not None else threading.Event()
         self._lock = threading.Lock()
         self._status = StreamStatus.STARTING
         self._reported: tuple[StreamStatus, str | None] | None = None
@@ -198,7 +202,9 @@ class CaptureWorker(threading.Thread):
             while not self._stop_event.is_set():
                 # Pixels only for the frames the analysis will look at (every Nth).
                 s = self.settings
-                pixels = (self._seq + s.pixels_phase) % s.pixels_every_n == 0
+                pixels = (
+                    self._seq + s.pixels_phase
+                ) % s.pixels_every_n == 0 or self.pixel_demand.is_set()
                 image = source.read(min(READ_SLICE_S, stall), pixels)
                 now = time.monotonic()
                 if image is None:

@@ -167,6 +167,8 @@ class FileBackend(_CvBackend):
             self.close()
             self._cap = self._open_capture()
             self._frames_this_pass = 0
+            if self._pacer is not None:
+                self._pacer.restart()
         raise SourceError(f"video file {self.spec.path}: no frame after rewinding")
 
 

@@ -189,6 +189,11 @@ class IouTracker:
         """Tracks held, tentative ones included (the tracker's whole state)."""
         return len(self._tracks)
 
+    @property
+    def tentative(self) -> int:
+        """Tracks seen but not yet confirmed (the caller may want to detect sooner)."""
+        return sum(1 for t in self._tracks if not t.confirmed)
+
     def reset(self) -> list[int]:
         """Forget all tracks (e.g. after a stream reconnect).
 
