@@ -123,6 +123,7 @@ def _camera_totals(stats: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {
         name: {
             "frames": float(c.get("frames", 0)),
+            "detections": float(c.get("detections_run", 0)),
             "dropped": float(c.get("dropped_frames", 0)),
             "p50": float(c.get("latency_ms_p50", 0)),
             "p99": float(c.get("latency_ms_p99", 0)),
@@ -255,6 +256,8 @@ def _measure(
         raise BenchError("no stats message after the measuring window")
     frames = {k: (end[k]["frames"] - start[k]["frames"]) / span for k in end}
     dropped = {k: end[k]["dropped"] - start[k]["dropped"] for k in end}
+    frames_n = sum(end[k]["frames"] - start[k]["frames"] for k in end)
+    detections_n = sum(end[k]["detections"] - start[k]["detections"] for k in end)
     ev = sorted(listener.event_latency_ms)
     return {
         "streams": streams,
@@ -268,6 +271,7 @@ def _measure(
         "latency_ms_p50": round(statistics.median(c["p50"] for c in end.values()), 2),
         "latency_ms_p99_worst_stream": round(max(c["p99"] for c in end.values()), 2),
         "detect_ms_p50": round(statistics.median(c["detect_p50"] for c in end.values()), 2),
+        "detections_per_frame": round(detections_n / frames_n, 3) if frames_n else None,
         "event_delivery_ms_p50": round(ev[len(ev) // 2], 1) if ev else None,
         "event_delivery_ms_max": round(ev[-1], 1) if ev else None,
         "events": len(ev),
@@ -302,6 +306,8 @@ def _cpu_model() -> str:
 
 
 # --------------------------------------------------------------------------- report
+
+TARGET_REPEATS = 3  # paced runs at the largest stream count
 
 TARGETS = {
     "pipeline_to_decode_ratio": 0.6,  # one 720p stream, every frame analysed
@@ -341,8 +347,17 @@ def run_report(
             results["throughput"].append(run_bench(video, config, streams=n))
         results["paced"] = []
         for n in sweep:
-            progress(f"paced daemon, {n} stream(s) at {fps:g} fps for {seconds:g} s")
-            results["paced"].append(run_paced(video, n, seconds))
+            # The largest count is the one at the machine's edge, where neighbours' noise
+            # decides single runs: repeat it and keep every run.
+            repeats = TARGET_REPEATS if n == max(sweep) else 1
+            runs = []
+            for k in range(repeats):
+                progress(f"paced daemon, {n} stream(s) at {fps:g} fps for {seconds:g} s "
+                         f"(run {k + 1}/{repeats})")  # fmt: skip
+                runs.append(run_paced(video, n, seconds))
+            # The table shows the run with the median p99; the targets look at all.
+            by_p99 = sorted(runs, key=lambda r: r["latency_ms_p99_worst_stream"])
+            results["paced"].append(by_p99[len(by_p99) // 2] | {"runs": runs})
     progress("classifier latency")
     from trainer.bench_latency import bench as bench_classifier
 
@@ -373,22 +388,31 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     eight = paced.get(TARGETS["paced_streams"])
     if eight is not None:
+        runs = eight.get("runs") or [eight]
         rows.append(
             {
                 "target": "8 streams at 25 fps: no dropped frame, p99 <= 100 ms",
-                "measured": f"{eight['dropped_frames']} dropped, p99 "
-                f"{eight['latency_ms_p99_worst_stream']} ms (worst stream), "
-                f"{eight['processed_fps_min_stream']} fps slowest stream",
-                "met": eight["dropped_frames"] == 0
-                and eight["processed_fps_min_stream"] >= 0.95 * results["fps"]
-                and eight["latency_ms_p99_worst_stream"] <= TARGETS["paced_p99_ms"],
+                "measured": f"{len(runs)} run(s): "
+                + "; ".join(
+                    f"{r['dropped_frames']} dropped, p99 {r['latency_ms_p99_worst_stream']} ms, "
+                    f"slowest stream {r['processed_fps_min_stream']} fps"
+                    for r in runs
+                ),
+                "met": all(
+                    r["dropped_frames"] == 0
+                    and r["processed_fps_min_stream"] >= 0.95 * results["fps"]
+                    and r["latency_ms_p99_worst_stream"] <= TARGETS["paced_p99_ms"]
+                    for r in runs
+                ),
             }
         )
+        rss_max = max(r["rss_mb_max"] or 0 for r in runs)
         rows.append(
             {
                 "target": "RSS <= 400 MB with 8 streams",
-                "measured": f"{eight['rss_mb_median']} MB median, {eight['rss_mb_max']} MB max",
-                "met": (eight["rss_mb_max"] or 0) <= TARGETS["rss_mb_8_streams"],
+                "measured": f"{eight['rss_mb_median']} MB median, {rss_max} MB max "
+                f"over {len(runs)} run(s)",
+                "met": rss_max <= TARGETS["rss_mb_8_streams"],
             }
         )
     one = paced.get(1)
@@ -479,7 +503,7 @@ THROUGHPUT_COLUMNS = [
 ]  # fmt: skip
 PACED_COLUMNS = [
     "streams", "processed_fps_min_stream", "dropped_frames", "latency_ms_p50",
-    "latency_ms_p99_worst_stream", "event_delivery_ms_p50", "cpu_cores",
+    "latency_ms_p99_worst_stream", "detections_per_frame", "cpu_cores",
     "cpu_core_fraction_per_stream", "rss_mb_max",
 ]  # fmt: skip
 
