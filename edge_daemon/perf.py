@@ -36,15 +36,10 @@ from typing import Any
 import yaml
 
 from edge_daemon.bench import BenchError
+from edge_daemon.soak import free_port, read_proc
 
 WARMUP_S = 8.0  # models loaded, queues filled, allocator settled
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _find_mosquitto() -> str | None:
@@ -61,14 +56,6 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _wait_port(port: int, timeout: float) -> None:
@@ -147,7 +134,7 @@ def run_paced(
     mosquitto = _find_mosquitto()
     if mosquitto is None:
         raise BenchError("the paced benchmark needs mosquitto (Debian: apt install mosquitto)")
-    port = _free_port()
+    port = free_port()
     prefix = "bench"
     with tempfile.TemporaryDirectory(prefix="edge-perf-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
@@ -238,7 +225,7 @@ def _measure(
     rss: list[float] = []
     while time.monotonic() - t0 < seconds:
         alive()
-        rss.append(_rss_mb(daemon.pid))
+        rss.append(read_proc(daemon.pid)[0])
         time.sleep(1.0)
     # Wait for the stats message that follows the window, then read the counters.
     n = len(listener.stats)

@@ -44,13 +44,14 @@ class Sample:
     threads: int
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _read_proc(pid: int) -> tuple[float, int, int]:
+def read_proc(pid: int) -> tuple[float, int, int]:
+    """RSS (MB), open file descriptors and threads of process ``pid`` from /proc."""
     rss_kb = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -93,7 +94,7 @@ def run_soak(
         raise SoakError(f"source {source} is not a file")
     with tempfile.TemporaryDirectory(prefix="edge-soak-") as tmp:
         cfg = Path(tmp) / "soak.yaml"
-        cfg.write_text(yaml.safe_dump(soak_config(streams, source, fps, _free_port())))
+        cfg.write_text(yaml.safe_dump(soak_config(streams, source, fps, free_port())))
         log = Path(tmp) / "daemon.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -108,7 +109,7 @@ def run_soak(
                     if proc.poll() is not None:
                         tail = log.read_text(errors="replace")[-2000:]
                         raise SoakError(f"daemon exited with {proc.returncode}:\n{tail}")
-                    rss, fds, threads = _read_proc(proc.pid)
+                    rss, fds, threads = read_proc(proc.pid)
                     samples.append(Sample(round(now, 1), round(rss, 1), fds, threads))
                     time.sleep(interval_s)
             finally:

@@ -6,25 +6,18 @@ import os
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from skimage import data
 
 from edge_daemon.bench import BenchError, parse_size, run_bench, track_emotions, transcode
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.cli import main
 from edge_daemon.config import AppConfig
+from tests.support.video import write_face_video
 
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bench") / "face.mp4"
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
-    for i in range(20):
-        w.write(np.roll(face, i * 2, axis=1))
-    w.release()
-    return path
+    return write_face_video(tmp_path_factory.mktemp("bench") / "face.mp4", 20, shift_px=2)
 
 
 def test_bench_reports_decode_pipeline_and_baseline(face_video: Path) -> None:

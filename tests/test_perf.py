@@ -5,23 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
-from skimage import data
 
 from edge_daemon.perf import _find_mosquitto, check_targets, run_paced, write_report
+from tests.support.video import write_face_video
 
 
 @pytest.fixture(scope="module")
 def face_video_10fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("perf") / "face.mp4"
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
-    for i in range(30):
-        w.write(np.roll(face, i, axis=1))
-    w.release()
-    return path
+    return write_face_video(tmp_path_factory.mktemp("perf") / "face.mp4", 30)
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_daemon.boxes import iou_matrix
 from edge_daemon.types import Detections
 
 log = logging.getLogger(__name__)
@@ -110,18 +111,6 @@ def decode(
     return np.concatenate([centre - half, centre + half], axis=1), scores[keep]
 
 
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix1 = np.maximum(box[0], boxes[:, 0])
-    iy1 = np.maximum(box[1], boxes[:, 1])
-    ix2 = np.minimum(box[2], boxes[:, 2])
-    iy2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
-
 def weighted_nms(
     boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = NMS_IOU
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +126,7 @@ def weighted_nms(
     remaining = np.arange(len(scores))
     while len(remaining):
         top = remaining[0]
-        overlap = iou_one_to_many(boxes[top], boxes[remaining])
+        overlap = iou_matrix(boxes[top], boxes[remaining])[0]
         members = remaining[overlap > iou_threshold]
         members = members if len(members) else remaining[:1]
         w = scores[members]

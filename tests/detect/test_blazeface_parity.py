@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from edge_daemon.detect.blazeface import SPECS, DetectorParams, FaceDetector, iou_one_to_many
+from edge_daemon.boxes import iou_matrix
+from edge_daemon.detect.blazeface import SPECS, DetectorParams, FaceDetector
 
 mp = pytest.importorskip("mediapipe", reason="mediapipe is the reference (make setup installs it)")
 vision = pytest.importorskip("mediapipe.tasks.python.vision")
@@ -76,7 +77,7 @@ def test_boxes_and_scores_agree_with_mediapipe(model: str, videos_dir: Path) -> 
                     continue
                 confident += 1
                 assert len(det), f"a face MediaPipe scores {score:.2f} was missed"
-                overlap = iou_one_to_many(box, det.xyxy)
+                overlap = iou_matrix(box, det.xyxy)[0]
                 best = int(np.argmax(overlap))
                 ious.append(float(overlap[best]))
                 score_diffs.append(abs(float(det.scores[best]) - float(score)))
