@@ -32,6 +32,10 @@ class DataConfig:
     limit_train: int = 0  # 0 = all; small values for smoke tests
     limit_val: int = 0
     class_weight_power: float = 0.3  # loss weight ~ freq^-power: 0 none, 0.5 sqrt, 1 inverse
+    # Targets (1 - b) * one-hot + b * FER+ votes of the same photo (0 = off); labels and
+    # validation stay FER-2013. Needs FER-2013 images (npz, csv or folder).
+    ferplus_blend: float = 0.0
+    ferplus_path: str = ""  # empty: $EDGE_DATA_DIR/ferplus/ferplus_trainval.npz
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,65 @@ def remove_duplicates(
     return train.subset(np.array(keep, np.int64)), dup, leak
 
 
+# Largest mean absolute pixel difference (0..255) at which a FER+ image counts as the
+# same photo as a FER-2013 one. The shared FER-2013 copies are JPEG re-encodings of the
+# lossless FER+ pixels: same photos differ by about 1-1.5 levels on average, different
+# photos by tens of levels.
+MAX_MATCH_DIFF = 4.0
+_MATCH_CHUNK = 2048
+
+
+def _thumbs(images: np.ndarray) -> np.ndarray:
+    """12x12 block means: cheap nearest-neighbour keys that JPEG noise barely moves."""
+    n = len(images)
+    return images.reshape(n, 12, 4, 12, 4).mean((2, 4), dtype=np.float32).reshape(n, 144)
+
+
+def match_images(
+    images: np.ndarray, candidates: np.ndarray, max_diff: float = MAX_MATCH_DIFF
+) -> np.ndarray:
+    """For every image, the index of the same photo among ``candidates`` or -1.
+
+    Nearest neighbour on block means, confirmed by the full-resolution mean absolute
+    difference (``max_diff``), so re-encoded copies match and different photos do not.
+    """
+    out = np.full(len(images), -1, np.int64)
+    if not len(images) or not len(candidates):
+        return out
+    a, b = _thumbs(images), _thumbs(candidates)
+    b_sq = (b * b).sum(1)
+    for lo in range(0, len(a), _MATCH_CHUNK):
+        q = a[lo : lo + _MATCH_CHUNK]
+        nearest = (b_sq[None, :] - 2.0 * q @ b.T).argmin(1)
+        diff = np.abs(
+            images[lo : lo + len(q)].astype(np.int16) - candidates[nearest].astype(np.int16)
+        ).mean((1, 2))
+        out[lo : lo + len(q)] = np.where(diff <= max_diff, nearest, -1)
+    return out
+
+
+def blend_ferplus(
+    train: FaceDataset, ferplus: FaceDataset, weight: float
+) -> tuple[FaceDataset, int]:
+    """Soft targets ``(1 - weight) * one-hot(label) + weight * FER+ votes`` for ``train``.
+
+    The hard labels stay (accuracy is still scored against them); the crowd votes only
+    reshape the target where annotators saw something else too, a data-driven label
+    smoothing. Images without a FER+ counterpart (FER+ drops non-faces) keep their
+    one-hot target. Returns (dataset, images matched).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise DataError(f"FER+ blend weight must be in 0..1, got {weight}")
+    if ferplus.soft is None:
+        raise DataError(f"{ferplus.name}: no vote distributions to blend")
+    onehot = np.eye(len(FER_LABELS), dtype=np.float32)[train.labels]
+    idx = match_images(train.images, ferplus.images)
+    found = idx >= 0
+    soft = onehot.copy()
+    soft[found] = (1.0 - weight) * onehot[found] + weight * ferplus.soft[idx[found]]
+    return FaceDataset(train.images, train.labels, soft, train.name), int(found.sum())
+
+
 def load_split(fmt: str, path: Path, split: str) -> FaceDataset:
     """Dispatch on the data format named in the training config."""
     if fmt == "fer2013_npz":

@@ -26,7 +26,14 @@ from torch import nn
 from edge_daemon.labels import FER_LABELS
 from trainer.augment import augment
 from trainer.config import TrainConfig, TrainConfigError, load_train_config, save_config
-from trainer.data import DataError, FaceDataset, default_data_dir, load_split, remove_duplicates
+from trainer.data import (
+    DataError,
+    FaceDataset,
+    blend_ferplus,
+    default_data_dir,
+    load_split,
+    remove_duplicates,
+)
 from trainer.metrics import plot_confusion, summarize
 from trainer.models import build_model, count_macs, count_params
 
@@ -57,6 +64,24 @@ def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceData
         train = train.subset(rng.permutation(len(train))[: cfg.data.limit_train])
     if cfg.data.limit_val:
         val = val.subset(rng.permutation(len(val))[: cfg.data.limit_val])
+    if cfg.data.ferplus_blend > 0:
+        if cfg.data.format == "ferplus_npz":
+            raise TrainConfigError(
+                "data.ferplus_blend blends FER+ votes into FER-2013 labels; with "
+                "data.format=ferplus_npz the targets already are the votes: set it to 0"
+            )
+        fp_path = (
+            Path(cfg.data.ferplus_path)
+            if cfg.data.ferplus_path
+            else (default_data_dir() / _DEFAULT_PATHS["ferplus_npz"])
+        )
+        ferplus = load_split("ferplus_npz", fp_path, cfg.data.train_split)
+        train, matched = blend_ferplus(train, ferplus, cfg.data.ferplus_blend)
+        if log:
+            print(
+                f"FER+ blend {cfg.data.ferplus_blend:g}: votes for {matched} of {len(train)} "
+                f"train images ({len(train) - matched} keep one-hot targets)"
+            )
     return train, val
 
 

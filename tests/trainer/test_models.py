@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainer.models import EdgeFER, build_model, count_macs, count_params  # noqa: E402
+from trainer.models import (  # noqa: E402
+    EdgeFER,
+    EdgeFER2,
+    FusedMBConv,
+    InvertedResidual,
+    build_model,
+    count_macs,
+    count_params,
+)
 
 REFERENCE_PARAMS = 784_263  # the reference design's published parameter count
 
@@ -41,7 +51,7 @@ def test_edgefer_budget(seed002, edgefer) -> None:
     assert macs_seed / macs_edge >= 5, (macs_seed, macs_edge)
 
 
-@pytest.mark.parametrize("name", ["seed002", "edgefer"])
+@pytest.mark.parametrize("name", ["seed002", "edgefer", "edgefer2"])
 def test_forward_shapes(name: str) -> None:
     for classes in (7, 5):
         m = build_model(name, classes).eval()
@@ -72,6 +82,40 @@ def test_edgefer_width_depth_kwargs() -> None:
     assert small.eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
     two = build_model("edgefer", 7, stages=((64, 2), (128, 2)))  # stops at 6x6
     assert two.eval()(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
+
+
+def test_edgefer2_shipped_layout_budget(seed002) -> None:
+    """The layout in trainer/configs/edgefer2.yaml: under 1 M parameters, and cheaper than
+    the reference although it spends more at 24x24/12x12 than edgefer."""
+    from trainer.config import load_train_config
+
+    cfg = load_train_config(
+        Path(__file__).resolve().parents[2] / "trainer/configs/edgefer2.yaml", []
+    )
+    m = build_model(cfg.model.arch, 7, dropout=cfg.model.dropout, **cfg.model.kwargs)
+    assert isinstance(m, EdgeFER2)
+    assert count_params(m) <= 1_000_000
+    assert count_macs(m) < count_macs(seed002)
+    kinds = [type(b) for b in m.features if isinstance(b, FusedMBConv | InvertedResidual)]
+    assert kinds[:4] == [FusedMBConv] * 4 and kinds[4:] == [InvertedResidual] * 3
+
+
+def test_fused_block_skip_and_stride() -> None:
+    same = FusedMBConv(16, 16, 2).eval()
+    assert same.use_skip
+    with torch.no_grad():
+        for p in same.block.parameters():
+            p.zero_()  # the residual branch off: the block is the identity
+        x = torch.randn(1, 16, 12, 12)
+        assert torch.equal(same(x), x)
+    down = FusedMBConv(16, 32, 2, stride=2)
+    assert not down.use_skip
+    assert down(torch.randn(2, 16, 12, 12)).shape == (2, 32, 6, 6)
+
+
+def test_edgefer2_rejects_unknown_stage_kind() -> None:
+    with pytest.raises(ValueError, match="stage kind 'x'"):
+        build_model("edgefer2", 7, stages=(("x", 32, 1, 2),))
 
 
 def test_count_macs_known_layers() -> None:

@@ -17,7 +17,7 @@ from trainer.config import (
 CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
 
 
-@pytest.mark.parametrize("name", ["edgefer", "seed002"])
+@pytest.mark.parametrize("name", ["edgefer", "edgefer2", "seed002"])
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_train_config(CONFIGS / f"{name}.yaml", [])
     assert cfg.run_name == name
