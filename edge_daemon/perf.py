@@ -126,8 +126,12 @@ def run_paced(
     streams: int,
     seconds: float = 30.0,
     config_extra: dict[str, Any] | None = None,
+    camera_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The real daemon with ``streams`` real-time cameras of ``source`` for ``seconds``.
+
+    ``config_extra`` merges into top-level sections (``{"detector": {...}}``),
+    ``camera_extra`` into every camera entry (``{"queue_size": 4}``).
 
     ``source`` plays at its own frame rate (make it 25 fps with ``transcode``), looping.
     """
@@ -156,6 +160,7 @@ def run_paced(
                         "loop": True,
                         "realtime": True,
                     },
+                    **(camera_extra or {}),
                 }
                 for i in range(streams)
             ],
