@@ -25,6 +25,13 @@ MAX_PLAUSIBLE_FPS = 240.0
 # grab() succeeded but retrieve() failed this many times in a row: treat as broken.
 MAX_CONSECUTIVE_DECODE_FAILURES = 50
 
+# Decoding threads per FFmpeg capture (files and RTSP). FFmpeg's default, one per core
+# with frame buffers for each, pays for one big stream alone, not for several cameras on
+# a small box where the cameras already keep every core busy. Measured with 8 paced 720p
+# 25 fps cameras on the 2-core machine (perf.run_paced, 2 runs each): RSS median
+# 373-386 MB -> 293-296 MB, CPU the same (0.59 cores), p99 latency 8.3 -> 10.3 ms.
+DECODER_THREADS = 1
+
 OPENCV_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS from the *process* environment each time an
 # FFmpeg capture is opened; there is no per-capture way to pass rtsp_transport in
@@ -130,7 +137,7 @@ class FileBackend(_CvBackend):
             raise SourceError(f"video file is empty (0 bytes): {path}", permanent=True)
         # CAP_FFMPEG explicitly: CAP_ANY could pick the image-sequence backend for
         # names containing '%' and behave differently from one machine to another.
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, DECODER_THREADS])
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -248,6 +255,8 @@ class RtspBackend(_CvBackend):
             int(self.spec.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self._read_timeout_s * 1000),
+            cv2.CAP_PROP_N_THREADS,
+            DECODER_THREADS,
         ]
         with _ffmpeg_env_lock:
             previous = os.environ.get(OPENCV_FFMPEG_ENV)

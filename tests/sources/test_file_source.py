@@ -269,3 +269,17 @@ def test_pixels_phase_shifts_the_pixel_frames(tmp_path: Path) -> None:
     worker.join(5)
     with_pixels = [f.seq for f in (q.get(0) for _ in range(q.qsize())) if f.image is not None]
     assert with_pixels == [0, 2, 5]  # the first always (its size is needed), then (seq+1)%3==0
+
+
+def test_file_decoder_uses_one_thread_per_camera(tmp_path: Path) -> None:
+    """Cameras decode on DECODER_THREADS threads each, not FFmpeg's one per core (RSS)."""
+    from edge_daemon.sources.cv import DECODER_THREADS, FileBackend
+
+    path = write_video(tmp_path / "v.mp4", 5)
+    cap = FileBackend(FileSpec(path=path))._open_capture()
+    try:
+        assert cap.get(cv2.CAP_PROP_N_THREADS) == DECODER_THREADS == 1
+        ok, img = cap.read()
+        assert ok and img.shape == (64, 96, 3)
+    finally:
+        cap.release()
