@@ -95,7 +95,31 @@ class Seed002(nn.Module):
         return self.head(self.features(x))
 
 
-class EdgeFER(nn.Module):
+class _FlattenHeadNet(nn.Module):
+    """``features`` then a flattened spatial head: ``head_dim`` 1x1 channels at the last
+    resolution, dropout, one linear layer. Flatten keeps *where* on the face a feature
+    fired (mouth vs. brows); global pooling would throw that away at 3x3."""
+
+    def _finish(
+        self,
+        layers: list[nn.Module],
+        cin: int,
+        head_dim: int,
+        side: int,
+        dropout: float,
+        num_classes: int,
+    ) -> None:
+        layers.append(conv_bn_relu(cin, head_dim, 1))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(head_dim * side * side, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class EdgeFER(_FlattenHeadNet):
     """CPU-first MobileNetV2-style classifier (see module docstring for the trade-off).
 
     ``stages`` lists (output width, blocks) for the 24->12, 12->6 and 6->3 transitions;
@@ -124,17 +148,7 @@ class EdgeFER(nn.Module):
             for i in range(n):
                 layers.append(InvertedResidual(cin, cout, expand, 2 if i == 0 else 1))
                 cin = cout
-        layers.append(conv_bn_relu(cin, head_dim, 1))
-        self.features = nn.Sequential(*layers)
-        # Flatten keeps *where* on the face a feature fired (mouth vs. brows); global
-        # pooling would throw that away at 3x3.
-        side = 24 // 2 ** len(stages)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(head_dim * side * side, num_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        self._finish(layers, cin, head_dim, 24 // 2 ** len(stages), dropout, num_classes)
 
 
 class FusedMBConv(nn.Module):
@@ -159,7 +173,7 @@ class FusedMBConv(nn.Module):
         return x + y if self.use_skip else y
 
 
-class EdgeFER2(nn.Module):
+class EdgeFER2(_FlattenHeadNet):
     """Second-generation CPU design: fused inverted residuals where the resolution is high,
     MobileNetV2 inverted residuals where it is low.
 
@@ -194,15 +208,7 @@ class EdgeFER2(nn.Module):
             for i in range(n):
                 layers.append(block(cin, cout, expand, 2 if i == 0 else 1))
                 cin = cout
-        layers.append(conv_bn_relu(cin, head_dim, 1))
-        self.features = nn.Sequential(*layers)
-        side = 48 // 2 ** len(stages)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(head_dim * side * side, num_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        self._finish(layers, cin, head_dim, 48 // 2 ** len(stages), dropout, num_classes)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
