@@ -43,12 +43,17 @@ _DEFAULT_PATHS = {
 }
 
 
+def _data_path(fmt: str, explicit: str) -> Path:
+    """``explicit`` when given, else the shared data set of format ``fmt``."""
+    if explicit:
+        return Path(explicit)
+    if fmt not in _DEFAULT_PATHS:
+        raise TrainConfigError(f"data.path is required for data.format={fmt}")
+    return default_data_dir() / _DEFAULT_PATHS[fmt]
+
+
 def resolve_data_path(cfg: TrainConfig) -> Path:
-    if cfg.data.path:
-        return Path(cfg.data.path)
-    if cfg.data.format not in _DEFAULT_PATHS:
-        raise TrainConfigError(f"data.path is required for data.format={cfg.data.format}")
-    return default_data_dir() / _DEFAULT_PATHS[cfg.data.format]
+    return _data_path(cfg.data.format, cfg.data.path)
 
 
 def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceDataset]:
@@ -70,11 +75,7 @@ def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceData
                 "data.ferplus_blend blends FER+ votes into FER-2013 labels; with "
                 "data.format=ferplus_npz the targets already are the votes: set it to 0"
             )
-        fp_path = (
-            Path(cfg.data.ferplus_path)
-            if cfg.data.ferplus_path
-            else (default_data_dir() / _DEFAULT_PATHS["ferplus_npz"])
-        )
+        fp_path = _data_path("ferplus_npz", cfg.data.ferplus_path)
         ferplus = load_split("ferplus_npz", fp_path, cfg.data.train_split)
         train, matched = blend_ferplus(train, ferplus, cfg.data.ferplus_blend)
         if log:
