@@ -6,7 +6,8 @@ between scripts. Required keys: ``labels`` (JSON list, output order), ``input_si
 ("48"), ``color`` ("gray"), ``mean`` and ``std`` (input = (pixel/255 - mean) / std),
 ``output`` ("logits" or "probs"). Optional: ``crop_margin`` (fraction of the face box
 added on each side before cropping), ``temperature`` (fitted softmax temperature),
-``arch``, ``train_commit``, ``val_accuracy``.
+``arch``, ``train_commit``, ``val_accuracy``, ``tta`` ("hflip": the graph averages each
+face with its mirror image, so the daemon's own mirrored pass is skipped).
 """
 
 from __future__ import annotations

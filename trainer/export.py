@@ -1,6 +1,6 @@
 """Export a trained checkpoint to ONNX with its preprocessing contract, and check it.
 
-    python -m trainer.export runs/edgefer/best.pt -o runs/edgefer/emotion_fp32.onnx
+    python -m trainer.export runs/edgefer/best.pt -o runs/edgefer/emotion_fp32.onnx [--tta-hflip]
 
 The ONNX file carries :class:`edge_daemon.modelmeta.ModelContract` as ``metadata_props``
 (labels, input size, colour, mean/std, output kind, crop margin, fitted temperature).
@@ -33,6 +33,26 @@ class ExportError(Exception):
     pass
 
 
+class HFlipTTA(torch.nn.Module):
+    """Mean logits of each face and its mirror image, computed inside the exported graph.
+
+    The trade-off: twice the classifier work per face for a more accurate model that
+    every consumer of the file gets, not only the daemon (``model.tta_hflip``). The
+    output is invariant to mirroring the input, so mirroring again outside is pointless;
+    the file says so with the metadata key ``tta`` = ``hflip``.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        z = self.net(torch.cat([x, x.flip(-1)]))
+        # Slices, not a reshape: ONNX shape inference then keeps the class axis static.
+        return (z[:n] + z[n:]) * 0.5
+
+
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
     if not path.is_file():
         raise ExportError(f"{path}: no such checkpoint")
@@ -42,7 +62,7 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ck
 
 
-def contract_from_checkpoint(ck: dict, temperature: float) -> ModelContract:
+def contract_from_checkpoint(ck: dict, temperature: float, tta: str = "none") -> ModelContract:
     pre = ck["preprocess"]
     val = ck.get("val", {})
     return ModelContract(
@@ -61,6 +81,7 @@ def contract_from_checkpoint(ck: dict, temperature: float) -> ModelContract:
             "train_commit": str(ck.get("commit", "unknown")),
             "train_epoch": str(ck.get("epoch", "")),
             "val_accuracy_fp32": f"{val.get('accuracy', float('nan')):.4f}",
+            "tta": tta,
         },
     )
 
@@ -111,9 +132,17 @@ def parity(model: torch.nn.Module, path: Path, x: np.ndarray) -> float:
     return float(np.abs(torch_logits(model, x) - onnx_logits(path, x)).max())
 
 
-def export_checkpoint(ckpt: Path, out: Path, val: FaceDataset | None) -> dict:
-    """Export + check; with validation data also fits the temperature and checks parity."""
+def export_checkpoint(
+    ckpt: Path, out: Path, val: FaceDataset | None, tta_hflip: bool = False
+) -> dict:
+    """Export + check; with validation data also fits the temperature and checks parity.
+
+    ``tta_hflip`` wraps the network in :class:`HFlipTTA` before export; temperature and
+    parity are then those of the wrapped model, i.e. of the file.
+    """
     model, ck = load_checkpoint(ckpt)
+    if tta_hflip:
+        model = HFlipTTA(model).eval()
     temperature = 1.0
     report: dict = {}
     if val is not None and len(val):
@@ -123,7 +152,7 @@ def export_checkpoint(ckpt: Path, out: Path, val: FaceDataset | None) -> dict:
         logits = torch_logits(model, x)
         temperature = fit_temperature(logits, val.labels)
         report["temperature"] = temperature
-    contract = contract_from_checkpoint(ck, temperature)
+    contract = contract_from_checkpoint(ck, temperature, "hflip" if tta_hflip else "none")
     export_onnx(model, contract, out)
     if val is not None and len(val):
         n = min(len(val), 1000)
@@ -146,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--no-data", action="store_true", help="skip temperature fit and parity")
+    ap.add_argument(
+        "--tta-hflip",
+        action="store_true",
+        help="bake mirrored-face test-time augmentation into the graph (2x work per face)",
+    )
     args = ap.parse_args(argv)
     try:
         val = None
@@ -153,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg_path = args.checkpoint.parent / "config.yaml"
             cfg = load_train_config(cfg_path if cfg_path.exists() else None, [])
             _, val = load_data(cfg, log=False)
-        report = export_checkpoint(args.checkpoint, args.output, val)
+        report = export_checkpoint(args.checkpoint, args.output, val, args.tta_hflip)
     except (ExportError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -123,12 +123,18 @@ class ModelEMA:
                 e.copy_(m)
 
 
+EVAL_CHUNK = 64  # images per validation forward pass
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     model.eval()
     out = []
-    for i in range(0, len(images), 512):
-        x = (to_input(images[i : i + 512]) - cfg.preprocess.mean) / cfg.preprocess.std
+    # Small chunks: on 2 CPU threads a 512-image batch runs ~1.8x slower per image than 64
+    # (activations fall out of cache), which cost ~3 s of every epoch's validation.
+    for i in range(0, len(images), EVAL_CHUNK):
+        chunk = images[i : i + EVAL_CHUNK]
+        x = (to_input(chunk) - cfg.preprocess.mean) / cfg.preprocess.std
         if cfg.optim.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(model(x).float().numpy())

@@ -104,6 +104,11 @@ class EmotionModel:
                 f"labels in its metadata"
             )
         self.input_name = inputs[0].name
+        if tta_hflip and self.contract.extra.get("tta") == "hflip":
+            # The graph already averages each face with its mirror image, so its output
+            # is mirror-invariant: a second, outer mirror pass would only double the cost.
+            log.info("%s already mirrors faces inside the model; model.tta_hflip ignored", path)
+            self.tta_hflip = False
         self.info = ModelInfo(
             path, tuple(self.session.get_providers()), self.input_name, self.contract
         )

@@ -171,8 +171,9 @@ class ModelConfig(StrictModel):
     )
     tta_hflip: bool = Field(
         False,
-        description="also classify the mirrored face and average: about +1 accuracy point "
-        "on FER-2013 for twice the classifier time",
+        description="also classify the mirrored face and average: about +0.6 accuracy "
+        "points on FER-2013 for twice the classifier time; ignored for models that do this "
+        "inside the graph (metadata tta=hflip, as the bundled model does)",
     )
 
     def resolved_path(self) -> Path:

@@ -9,6 +9,7 @@ import pytest
 
 from edge_daemon.classify.model import BUNDLED_MODEL, EmotionModel, ModelLoadError, choose_providers
 from edge_daemon.labels import FER_LABELS
+from edge_daemon.modelmeta import ModelContract
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,55 @@ def test_bundled_model_carries_the_contract(crops: np.ndarray) -> None:
     assert m.predict(crops[:0]).shape == (0, 7)
 
 
-def test_tta_is_the_mean_of_the_face_and_its_mirror(crops: np.ndarray) -> None:
-    plain = EmotionModel(threads=1)
-    tta = EmotionModel(threads=1, tta_hflip=True)
-    expected = (plain.predict(crops) + plain.predict(crops[:, :, ::-1].copy())) / 2
+def _linear_model(path: Path, tta: str | None = None) -> Path:
+    """Flatten -> MatMul with random weights: a model that is not mirror-symmetric."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(1).normal(0, 0.05, (48 * 48, 7)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 48, 48])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7])],
+        initializer=[numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelContract(labels=FER_LABELS).to_metadata()
+    if tta is not None:
+        meta["tta"] = tta
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_tta_is_the_mean_of_the_face_and_its_mirror(crops: np.ndarray, tmp_path: Path) -> None:
+    path = _linear_model(tmp_path / "linear.onnx")
+    plain = EmotionModel(path, threads=1)
+    tta = EmotionModel(path, threads=1, tta_hflip=True)
+    mirrored = plain.predict(crops[:, :, ::-1].copy())
+    assert np.abs(mirrored - plain.predict(crops)).max() > 1e-3  # the check can fail
+    expected = (plain.predict(crops) + mirrored) / 2
     np.testing.assert_allclose(tta.predict(crops), expected, atol=1e-5)
+
+
+def test_outer_tta_is_skipped_when_the_graph_mirrors(crops: np.ndarray, tmp_path: Path) -> None:
+    path = _linear_model(tmp_path / "in_graph.onnx", tta="hflip")
+    m = EmotionModel(path, threads=1, tta_hflip=True)
+    assert m.tta_hflip is False
+    assert EmotionModel(_linear_model(tmp_path / "plain.onnx"), tta_hflip=True).tta_hflip
+
+
+def test_bundled_model_is_mirror_invariant(crops: np.ndarray) -> None:
+    """The shipped model averages each face with its mirror image inside the graph."""
+    m = EmotionModel(threads=1)
+    assert m.contract.extra.get("tta") == "hflip"
+    np.testing.assert_allclose(m.predict(crops), m.predict(crops[:, :, ::-1].copy()), atol=1e-6)
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
