@@ -173,7 +173,7 @@ class ModelConfig(StrictModel):
         False,
         description="also classify the mirrored face and average: about +0.6 accuracy "
         "points on FER-2013 for twice the classifier time; ignored for models that do this "
-        "inside the graph (metadata tta=hflip, as the bundled model does)",
+        "inside the graph (metadata tta=hflip, from trainer.export --tta-hflip)",
     )
 
     def resolved_path(self) -> Path:

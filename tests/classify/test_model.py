@@ -72,13 +72,6 @@ def test_outer_tta_is_skipped_when_the_graph_mirrors(crops: np.ndarray, tmp_path
     assert EmotionModel(_linear_model(tmp_path / "plain.onnx"), tta_hflip=True).tta_hflip
 
 
-def test_bundled_model_is_mirror_invariant(crops: np.ndarray) -> None:
-    """The shipped model averages each face with its mirror image inside the graph."""
-    m = EmotionModel(threads=1)
-    assert m.contract.extra.get("tta") == "hflip"
-    np.testing.assert_allclose(m.predict(crops), m.predict(crops[:, :, ::-1].copy()), atol=1e-6)
-
-
 def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         EmotionModel(tmp_path / "nope.onnx")
