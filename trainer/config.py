@@ -170,3 +170,42 @@ def load_train_config(path: str | Path | None, overrides: list[str]) -> TrainCon
 
 def save_config(cfg: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# What may change when a run is resumed: the schedule may be extended (``optim.epochs``),
+# and the machine may differ (threads, where the same data sets live). Anything else
+# would silently turn the run into a different recipe than its saved config.yaml says.
+RESUME_MAY_CHANGE = frozenset({"optim.epochs", "threads", "data.path", "data.ferplus_path"})
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between a run's saved config and the one resuming it.
+
+    Raises :class:`TrainConfigError` naming every key outside :data:`RESUME_MAY_CHANGE`.
+    """
+    a, b = _flatten(to_dict(saved)), _flatten(to_dict(new))
+    diff = {
+        k: (a.get(k), b.get(k))
+        for k in sorted(a.keys() | b.keys())
+        if k not in ("run_name", "out_dir") and a.get(k) != b.get(k)
+    }
+    bad = [f"{k} ({x!r} -> {y!r})" for k, (x, y) in diff.items() if k not in RESUME_MAY_CHANGE]
+    if bad:
+        raise TrainConfigError(
+            "--resume with a config that differs from the run's saved config.yaml in "
+            + ", ".join(bad)
+            + ": resume with `--resume RUN_DIR` (uses the saved config; only "
+            + ", ".join(sorted(RESUME_MAY_CHANGE))
+            + " may be overridden) or start a new run_name"
+        )
+    return diff

@@ -1,6 +1,7 @@
 """Train an emotion classifier on CPU.
 
-    python -m trainer.train --config trainer/configs/edgefer.yaml [key=value ...] [--resume]
+    python -m trainer.train --config trainer/configs/edgefer.yaml [key=value ...]
+    python -m trainer.train --resume runs/NAME [optim.epochs=N]   # continue a run
 
 Writes to ``<out_dir>/<run_name>/``: the resolved ``config.yaml``, ``last.pt`` (every
 epoch, for ``--resume``), ``best.pt`` (best validation accuracy, EMA weights when
@@ -25,7 +26,13 @@ from torch import nn
 
 from edge_daemon.labels import FER_LABELS
 from trainer.augment import augment
-from trainer.config import TrainConfig, TrainConfigError, load_train_config, save_config
+from trainer.config import (
+    TrainConfig,
+    TrainConfigError,
+    load_train_config,
+    resume_changes,
+    save_config,
+)
 from trainer.data import (
     DataError,
     FaceDataset,
@@ -203,6 +210,11 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             f"{run_dir} already holds a run: pass --resume to continue it "
             "or choose another run_name"
         )
+    if resume and (run_dir / "config.yaml").exists():
+        saved = load_train_config(run_dir / "config.yaml", [])
+        for key, (was, now) in resume_changes(saved, cfg).items():
+            if not quiet:
+                print(f"resume: {key} {was!r} -> {now!r}")
     save_config(cfg, run_dir / "config.yaml")
 
     train_ds, val_ds = load_data(cfg, log=not quiet)
@@ -375,17 +387,41 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", type=Path, help="YAML training config")
-    ap.add_argument("--resume", action="store_true", help="continue <run>/last.pt")
+    ap.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue a run from its last.pt: with RUN_DIR, from that run's saved "
+        "config.yaml (no --config needed); alone, the run named by --config and overrides, "
+        "which must match the saved config",
+    )
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5")
     args = ap.parse_args(argv)
+    if isinstance(args.resume, str) and "=" in args.resume:
+        # `--resume key=value`: argparse took the first override for RUN_DIR.
+        args.overrides.insert(0, args.resume)
+        args.resume = True
+    cfg: TrainConfig | None = None
     try:
-        cfg = load_train_config(args.config, args.overrides)
-        run_dir = train(cfg, resume=args.resume)
+        if isinstance(args.resume, str):
+            if args.config is not None:
+                raise TrainConfigError("--resume RUN_DIR uses the run's own config: drop --config")
+            run = Path(args.resume)
+            if not (run / "config.yaml").is_file():
+                raise TrainConfigError(f"--resume: {run} holds no config.yaml (not a run)")
+            where = [f"out_dir={run.parent}", f"run_name={run.name}"]
+            cfg = load_train_config(run / "config.yaml", [*args.overrides, *where])
+        else:
+            cfg = load_train_config(args.config, args.overrides)
+        run_dir = train(cfg, resume=bool(args.resume))
     except (TrainConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume", file=sys.stderr)
+        where = cfg.run_dir if cfg is not None else "RUN_DIR"
+        print(f"interrupted: continue with --resume {where}", file=sys.stderr)
         return 130
     print(f"done: {run_dir}")
     return 0

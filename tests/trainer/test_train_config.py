@@ -10,6 +10,7 @@ from trainer.config import (
     TrainConfig,
     TrainConfigError,
     load_train_config,
+    resume_changes,
     save_config,
     to_dict,
 )
@@ -122,3 +123,71 @@ def test_resolved_config_round_trip(tmp_path: Path) -> None:
     again = load_train_config(tmp_path / "config.yaml", [])
     assert again == cfg
     assert to_dict(again) == to_dict(cfg)
+
+
+def test_resume_may_extend_the_schedule_and_change_the_machine() -> None:
+    saved = load_train_config(CONFIGS / "edgefer2.yaml", [])
+    new = load_train_config(
+        CONFIGS / "edgefer2.yaml", ["optim.epochs=96", "threads=1", "data.path=/other/x.npz"]
+    )
+    changes = resume_changes(saved, new)
+    assert changes["optim.epochs"] == (60, 96)
+    assert set(changes) == {"optim.epochs", "threads", "data.path"}
+    assert resume_changes(saved, saved) == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.lr=0.01", "optim.lr (0.04 -> 0.01)"),
+        ("model.kwargs={stem: 16}", "model.kwargs"),
+        ("augment.erase_p=0", "augment.erase_p"),
+        ("data.ferplus_blend=0.3", "data.ferplus_blend"),
+    ],
+)
+def test_resume_refuses_a_different_recipe(override: str, named: str) -> None:
+    saved = load_train_config(CONFIGS / "edgefer2.yaml", [])
+    new = load_train_config(CONFIGS / "edgefer2.yaml", [override])
+    with pytest.raises(TrainConfigError, match="differs from the run's saved") as exc:
+        resume_changes(saved, new)
+    assert named in str(exc.value) and "--resume RUN_DIR" in str(exc.value)
+
+
+def _fake_run(tmp_path: Path) -> Path:
+    """A run directory as train() leaves it, minus real weights: the checks under test
+    all happen before the checkpoint or any data is read."""
+    cfg = load_train_config(
+        CONFIGS / "edgefer2.yaml", [f"out_dir={tmp_path}", "run_name=r", "data.path=/nonexistent"]
+    )
+    cfg.run_dir.mkdir(parents=True)
+    save_config(cfg, cfg.run_dir / "config.yaml")
+    (cfg.run_dir / "last.pt").write_bytes(b"")
+    return cfg.run_dir
+
+
+def test_cli_resume_with_a_changed_recipe_is_refused(tmp_path: Path, capsys) -> None:
+    from trainer.train import main
+
+    run = _fake_run(tmp_path)
+    argv = ["--config", str(CONFIGS / "edgefer2.yaml"), f"out_dir={tmp_path}", "run_name=r"]
+    assert main([*argv, "--resume", "optim.lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr (0.04 -> 0.01)" in err and "Traceback" not in err
+    assert "lr: 0.04" in (run / "config.yaml").read_text()  # saved config untouched
+
+
+def test_cli_resume_run_dir_uses_the_saved_config(tmp_path: Path, capsys) -> None:
+    from trainer.train import main
+
+    run = _fake_run(tmp_path)
+    # The saved config (epochs 60 -> 96 allowed) gets as far as reading the data.
+    assert main(["--resume", str(run), "optim.epochs=96"]) == 2
+    out = capsys.readouterr()
+    assert "resume: optim.epochs 60 -> 96" in out.out
+    assert "/nonexistent" in out.err and "Traceback" not in out.err
+    assert main(["--resume", str(run), "optim.lr=0.01"]) == 2
+    assert "optim.lr" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "nope")]) == 2
+    assert "not a run" in capsys.readouterr().err
+    assert main(["--config", str(CONFIGS / "edgefer2.yaml"), "--resume", str(run)]) == 2
+    assert "drop --config" in capsys.readouterr().err
