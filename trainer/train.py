@@ -194,6 +194,17 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _save_atomic(obj: dict, path: Path) -> None:
+    """Write then rename: a run killed mid-save (session end, OOM) keeps the old file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training; returns the run directory."""
     from tqdm import tqdm
@@ -247,6 +258,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         start_epoch, step, best_acc = ck["epoch"] + 1, ck["step"], ck["best_acc"]
         history, wall = ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["rng"])
+        # An interrupt between the metrics line and last.pt leaves a line for an epoch
+        # that will now run again: the checkpoint's history is the truth.
+        _write_jsonl(run_dir / "metrics.jsonl", history)
         if not quiet:
             print(f"resumed {run_dir} at epoch {start_epoch}")
 
@@ -347,7 +361,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         }
         if summ["accuracy"] > best_acc:
             best_acc = summ["accuracy"]
-            torch.save(
+            _save_atomic(
                 {**state, "model": eval_model.state_dict(), "epoch": epoch + 1, "val": summ},
                 best_path,
             )
@@ -370,8 +384,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             "wall_s": wall,
             "rng": torch.get_rng_state(),
         }
-        torch.save(ck, run_dir / "last.tmp")
-        (run_dir / "last.tmp").replace(last_path)  # atomic: an interrupt never corrupts it
+        _save_atomic(ck, last_path)
         plot_curves(history, run_dir / "curves.png")
         if not quiet:
             print(

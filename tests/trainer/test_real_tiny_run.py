@@ -57,6 +57,9 @@ def tiny(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         with pytest.raises(TrainConfigError, match="already holds a run"):
             train(cfg1, quiet=True)  # refuses to overwrite without resume
 
+        # As if killed after writing epoch 2's metrics line but before its checkpoint.
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": 2, "killed": True}) + "\n")
         cfg2 = load_train_config(CONFIGS / "edgefer.yaml", [*overrides, "optim.epochs=2"])
         r["cfg2"] = cfg2
         assert train(cfg2, resume=True, quiet=True) == run_dir
@@ -100,7 +103,8 @@ def test_train_writes_run_files(tiny: dict) -> None:
 
 def test_resume_continues_at_epoch_2(tiny: dict) -> None:
     lines = [json.loads(x) for x in tiny["metrics_2"]]
-    assert [x["epoch"] for x in lines] == [1, 2]
+    assert [x["epoch"] for x in lines] == [1, 2]  # the killed epoch's line is gone
+    assert not any("killed" in x for x in lines)
     assert tiny["metrics_2"][0] == tiny["metrics_1"][0]  # first line untouched
     ck = tiny["last_2"]
     assert ck["epoch"] == 1 and ck["step"] == 2 * (384 // 64)
