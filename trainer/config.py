@@ -204,8 +204,8 @@ def resume_changes(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any,
         raise TrainConfigError(
             "--resume with a config that differs from the run's saved config.yaml in "
             + ", ".join(bad)
-            + ": resume with `--resume RUN_DIR` (uses the saved config; only "
+            + ". A resumed run may only change "
             + ", ".join(sorted(RESUME_MAY_CHANGE))
-            + " may be overridden) or start a new run_name"
+            + ": resume with `--resume RUN_DIR` and no other overrides, or start a new run_name"
         )
     return diff

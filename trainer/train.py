@@ -287,7 +287,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
             disable=quiet,
             file=sys.stdout,
-            mininterval=5,
+            # A log file (nohup) gets a progress update a minute, a terminal every 5 s.
+            mininterval=5 if sys.stdout.isatty() else 60,
         )
         for i in bar:
             idx = perm[i * bs : (i + 1) * bs]
@@ -319,7 +320,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             tot_loss += float(loss.detach()) * len(idx)
             tot_correct += float((logits.argmax(1) == y).sum())
             seen += len(idx)
-            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
+            bar.set_postfix(
+                loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}", refresh=False
+            )
         bar.close()
 
         eval_model = ema.module if ema is not None else model
