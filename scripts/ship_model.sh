@@ -8,7 +8,8 @@ py=${PYTHON:-.venv/bin/python}
 $py -m trainer.export "$run/best.pt" -o "$run/emotion_fp32.onnx" | tee "$run/export.txt"
 $py -m trainer.quantize "$run/emotion_fp32.onnx" -o "$run/emotion_int8.onnx" \
   --method percentile --keep-edges-float --report "$run/quantize.json" | tee "$run/quantize.txt"
-$py -m trainer.evaluate "$run/emotion_int8.onnx" --split val --json > "$run/eval_int8.json"
+$py -m trainer.evaluate "$run/emotion_int8.onnx" --split val --seen-in train --json \
+  > "$run/eval_int8.json"
 $py -m trainer.evaluate "$run/emotion_int8.onnx" --split val --tta --json > "$run/eval_int8_tta.json"
 $py -m trainer.evaluate "$run/emotion_fp32.onnx" --split val --json > "$run/eval_fp32.json"
 $py -m trainer.bench_latency "$run/emotion_int8.onnx" --threads 1 2 --batch 1 8 --json \

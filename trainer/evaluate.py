@@ -2,12 +2,16 @@
 
     python -m trainer.evaluate MODEL.onnx [--data PATH]
         [--format fer2013_npz|ferplus_npz|csv|folder] [--split val] [--out DIR] [--json]
+        [--seen-in train]
 
 The model is loaded exactly as the daemon loads it (:class:`EmotionModel`), so its
 metadata contract decides the preprocessing. The model's output columns are matched to
 the data's FER-2013 classes by *name*; a model whose label names differ is refused.
 Prints accuracy, macro F1, expected calibration error and per-class precision/recall/F1,
 and writes ``<model>_<split>_confusion.png`` to ``--out`` (default: next to the model).
+With ``--seen-in train`` accuracy is also reported separately for the images that have a
+pixel-identical copy in that split: FER-2013 PublicTest shares 280 photos with Training,
+and a model trained on them partly scores by memory there.
 With ``--json`` the report is printed as JSON on stdout (the table goes to stderr).
 Errors (missing file, unusable model, unreadable data) exit with status 2.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_daemon.labels import FER_LABELS
-from trainer.data import DataError, FaceDataset, default_data_dir, load_split
+from trainer.data import DataError, FaceDataset, default_data_dir, image_hashes, load_split
 from trainer.metrics import plot_confusion, summarize
 
 FORMATS = ("fer2013_npz", "ferplus_npz", "csv", "folder")
@@ -79,7 +83,41 @@ def predict(model, data: FaceDataset, batch: int = 256) -> np.ndarray:
     return probs[:, cols]
 
 
-def evaluate(model_path: Path, data: FaceDataset, threads: int = 1, tta: bool = False) -> dict:
+def seen_report(data: FaceDataset, probs: np.ndarray, other: FaceDataset, split: str) -> dict:
+    """Accuracy on the images of ``data`` that have a pixel-identical copy in ``other``
+    (``seen``) and on the rest (``unseen``), and how many seen ones carry the same label
+    in ``other`` (those a memorising model gets right for free)."""
+    labels_of: dict[bytes, set[int]] = {}
+    for h, lab in zip(image_hashes(other.images), other.labels.tolist(), strict=True):
+        labels_of.setdefault(h, set()).add(lab)
+    hashes = image_hashes(data.images)
+    seen = np.array([h in labels_of for h in hashes], bool)
+    same = sum(
+        int(lab) in labels_of[h]
+        for h, lab, s in zip(hashes, data.labels.tolist(), seen, strict=True)
+        if s
+    )
+    correct = probs.argmax(1) == data.labels
+
+    def acc(mask: np.ndarray) -> float | None:
+        return float(correct[mask].mean()) if mask.any() else None
+
+    return {
+        "split": split,
+        "seen": {"n": int(seen.sum()), "same_label": int(same), "accuracy": acc(seen)},
+        "unseen": {"n": int((~seen).sum()), "accuracy": acc(~seen)},
+    }
+
+
+def evaluate(
+    model_path: Path,
+    data: FaceDataset,
+    threads: int = 1,
+    tta: bool = False,
+    seen_in: tuple[str, FaceDataset] | None = None,
+) -> dict:
+    """The report for ``data``; ``seen_in`` = (split name, data set) adds a
+    :func:`seen_report` against that split."""
     from edge_daemon.classify.model import EmotionModel
 
     if len(data) == 0:
@@ -91,6 +129,8 @@ def evaluate(model_path: Path, data: FaceDataset, threads: int = 1, tta: bool = 
     report["support"] = {lab: int(counts[i]) for i, lab in enumerate(FER_LABELS)}
     report["model_labels"] = list(model.labels)
     report["tta_hflip"] = tta
+    if seen_in is not None:
+        report["seen_in"] = seen_report(data, probs, seen_in[1], seen_in[0])
     report["contract"] = {
         k: v for k, v in model.contract.to_metadata().items() if k not in ("labels",)
     }
@@ -113,6 +153,18 @@ def format_report(r: dict) -> str:
             f"{r['support'][lab]:8d}"
         )
     lines.append("")
+    if "seen_in" in r:
+        seen, unseen, split = r["seen_in"]["seen"], r["seen_in"]["unseen"], r["seen_in"]["split"]
+
+        def pct(a: float | None) -> str:
+            return "-" if a is None else f"{a:.4f}"
+
+        lines.append(
+            f"also in {split}: {seen['n']} images ({seen['same_label']} with the same label), "
+            f"accuracy {pct(seen['accuracy'])}"
+        )
+        lines.append(f"not in {split}:  {unseen['n']} images, accuracy {pct(unseen['accuracy'])}")
+        lines.append("")
     lines.append(f"confusion matrix: {r['confusion_png']}")
     return "\n".join(lines)
 
@@ -125,8 +177,13 @@ def run(args: argparse.Namespace) -> dict:
     if args.limit:
         rng = np.random.default_rng(0)
         data = data.subset(np.sort(rng.permutation(len(data))[: args.limit]))
+    seen_in = None
+    if args.seen_in:
+        if args.seen_in == args.split:
+            raise EvaluateError(f"--seen-in {args.seen_in} is the evaluated split itself")
+        seen_in = (args.seen_in, load_split(args.format, data_path, args.seen_in))
     report = {"model": str(args.model), "data": str(data_path), "split": args.split}
-    report.update(evaluate(args.model, data, threads=args.threads, tta=args.tta))
+    report.update(evaluate(args.model, data, threads=args.threads, tta=args.tta, seen_in=seen_in))
     out_dir = args.out if args.out is not None else args.model.parent
     png = out_dir / f"{args.model.stem}_{args.split}_confusion.png"
     try:
@@ -156,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="evaluate a random subset (0 = all)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     ap.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    ap.add_argument(
+        "--seen-in",
+        metavar="SPLIT",
+        help="also score separately the images with a pixel-identical copy in SPLIT",
+    )
     args = ap.parse_args(argv)
     try:
         report = run(args)

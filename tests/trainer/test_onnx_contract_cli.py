@@ -231,6 +231,42 @@ def test_evaluate_refuses_mismatched_label_names(tmp_path: Path, capsys) -> None
     assert "by name" in err and "'anger'" in err and "'angry'" in err
 
 
+def test_evaluate_seen_in_splits_accuracy_by_training_copies(tmp_path: Path, capsys) -> None:
+    # val: 7 spot images the model gets right + two "spot 3" images labelled angry (wrong).
+    val_labels = np.array([*range(7), 0, 0], np.int64)
+    val_images = _spot_images(np.array([*range(7), 3, 3]))
+    val_images[7, 0, 46] = 5  # same predictions as val[3], but other pixels: not copies
+    val_images[8, 0, 47] = 7
+    # train holds copies of val[0] (same label) and val[7] (same label), and val[8]'s
+    # pixels never; plus one unrelated image.
+    train_images = np.stack([val_images[0], val_images[7], _spot_images(np.array([100]))[0]])
+    train_labels = np.array([0, 4, 2], np.int64)  # val[7]'s copy carries another label
+    images = np.concatenate([train_images, val_images])
+    labels = np.concatenate([train_labels, val_labels])
+    split = np.array(["train"] * 3 + ["val"] * 9)
+    data = tmp_path / "d.npz"
+    np.savez(
+        data,
+        images=images,
+        labels=labels,
+        split=split,
+        class_names=np.array(FER_LABELS),
+        filenames=np.array([f"{i}.png" for i in range(len(labels))]),
+    )
+    model = tiny_onnx(tmp_path / "m.onnx")
+    assert evaluate.main([str(model), "--data", str(data), "--seen-in", "train", "--json"]) == 0
+    captured = capsys.readouterr()
+    seen = json.loads(captured.out)["seen_in"]
+    assert seen["split"] == "train"
+    assert seen["seen"] == {"n": 2, "same_label": 1, "accuracy": 0.5}
+    assert seen["unseen"]["n"] == 7
+    assert seen["unseen"]["accuracy"] == pytest.approx(6 / 7)
+    assert "also in train: 2 images (1 with the same label), accuracy 0.5000" in captured.err
+    # Scoring a split against itself is a mistake, said plainly.
+    assert evaluate.main([str(model), "--data", str(data), "--seen-in", "val"]) == 2
+    assert "is the evaluated split itself" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["missing_model", "junk_model", "missing_data", "no_metadata"])
 def test_evaluate_errors_exit_2(tmp_path: Path, capsys, case: str) -> None:
     model = tiny_onnx(tmp_path / "m.onnx", with_metadata=case != "no_metadata")
