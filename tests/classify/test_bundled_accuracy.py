@@ -1,0 +1,56 @@
+"""The model card's headline numbers are the bundled model's, re-measured on the real
+FER-2013 validation split (shared data: runs in CI, skips elsewhere)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from edge_daemon.classify.model import BUNDLED_MODEL, EmotionModel
+
+CARD = BUNDLED_MODEL.parent / "MODEL_CARD.md"
+# int8 results of the same file on other CPUs can differ in the last rounding of a few
+# faces; anything larger means the card and the file disagree.
+TOLERANCE_POINTS = 0.15
+
+
+def _card_row(name: str) -> list[str]:
+    """Cells of the first table row of the model card whose first cell is ``name``."""
+    for line in CARD.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == name:
+            return cells[1:]
+    raise AssertionError(f"{CARD} has no table row {name!r}")
+
+
+def _number(cell: str) -> float:
+    m = re.search(r"\d+(?:\.\d+)?", cell)
+    assert m, f"no number in model card cell {cell!r}"
+    return float(m.group())
+
+
+@pytest.fixture(scope="module")
+def val_report(data_dir: Path) -> dict:
+    from trainer.data import load_fer2013_npz
+    from trainer.evaluate import evaluate
+
+    data = load_fer2013_npz(data_dir / "fer2013" / "fer2013_trainval.npz", "val")
+    return evaluate(BUNDLED_MODEL, data)
+
+
+def test_card_states_the_bundled_int8_accuracy_and_f1(val_report: dict) -> None:
+    _fp32, int8, _tta = _card_row("accuracy")
+    assert "**" in int8, "the shipped (int8) column is the bold one"
+    assert val_report["n"] == 3589
+    assert val_report["accuracy"] * 100 == pytest.approx(_number(int8), abs=TOLERANCE_POINTS)
+    f1 = _number(_card_row("macro F1")[1])
+    assert val_report["macro_f1"] == pytest.approx(f1, abs=0.0015 + TOLERANCE_POINTS / 100)
+
+
+def test_card_fp32_accuracy_is_the_exported_checkpoints() -> None:
+    fp32 = _number(_card_row("accuracy")[0])
+    meta = EmotionModel(providers="cpu").info.contract.extra
+    assert float(meta["val_accuracy_fp32"]) * 100 == pytest.approx(fp32, abs=0.01)
+    assert meta["arch"] in CARD.read_text().splitlines()[0]
