@@ -68,6 +68,16 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from exported ONNX teachers (see :mod:`trainer.distill`)."""
+
+    teachers: tuple[str, ...] = ()  # ONNX files with the metadata contract; empty = off
+    # loss = (1 - weight) * CE(labels) + weight * T^2 * KL(teachers || student)
+    weight: float = 0.5
+    temperature: float = 2.0  # T: higher passes more of the teachers' "dark knowledge"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     run_name: str = "run"
     out_dir: str = "runs"
@@ -78,6 +88,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -92,6 +103,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _build(tp, value, key)
     if origin is tuple:
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: a list of any length
+            if not isinstance(value, list | tuple):
+                raise TrainConfigError(f"{key}: expected a list, got {value!r}")
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise TrainConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(

@@ -11,6 +11,7 @@ validation images (max abs difference of the logits < 1e-4).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -82,6 +83,11 @@ def contract_from_checkpoint(ck: dict, temperature: float, tta: str = "none") ->
             "train_epoch": str(ck.get("epoch", "")),
             "val_accuracy_fp32": f"{val.get('accuracy', float('nan')):.4f}",
             "tta": tta,
+            **(
+                {"distilled_from": json.dumps([t["sha256"][:12] for t in ck["teachers"]])}
+                if ck.get("teachers")
+                else {}
+            ),
         },
     )
 

@@ -41,6 +41,7 @@ from trainer.data import (
     load_split,
     remove_duplicates,
 )
+from trainer.distill import Teachers, check_teachers_unchanged, distill_loss
 from trainer.metrics import plot_confusion, summarize
 from trainer.models import build_model, count_macs, count_params
 
@@ -242,6 +243,13 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         else None
     )
 
+    teachers = (
+        Teachers(cfg.distill, input_size=train_ds.images.shape[1], threads=cfg.threads)
+        if cfg.distill.teachers
+        else None
+    )
+    teacher_info = [] if teachers is None else teachers.info
+
     counts = np.maximum(train_ds.class_counts(), 1).astype(np.float64)
     w = counts ** (-cfg.data.class_weight_power)
     class_w = torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
@@ -258,6 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         start_epoch, step, best_acc = ck["epoch"] + 1, ck["step"], ck["best_acc"]
         history, wall = ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["rng"])
+        check_teachers_unchanged(ck.get("teachers", []), teacher_info)
         # An interrupt between the metrics line and last.pt leaves a line for an epoch
         # that will now run again: the checkpoint's history is the truth.
         _write_jsonl(run_dir / "metrics.jsonl", history)
@@ -270,6 +279,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             f"train {len(train_ds)} val {len(val_ds)} images; "
             f"class weights {np.round(w / w.min(), 2)}"
         )
+        for t in teacher_info:
+            print(f"teacher: {t['path']} ({t['arch']}, tta {t['tta']}, sha256 {t['sha256'][:12]})")
     x_all = to_input(train_ds.images)
     y_all = torch.from_numpy(train_ds.labels)
     soft_all = None if train_ds.soft is None else torch.from_numpy(train_ds.soft)
@@ -296,8 +307,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             if plateau is None:
                 for g in opt.param_groups:
                     g["lr"] = lr
-            x = augment(x_all[idx], cfg.augment)
-            x = (x - cfg.preprocess.mean) / cfg.preprocess.std
+            x01 = augment(x_all[idx], cfg.augment)
+            x = (x01 - cfg.preprocess.mean) / cfg.preprocess.std
             if cfg.optim.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
@@ -311,6 +322,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                 loss = F.cross_entropy(
                     logits, y, weight=class_w, label_smoothing=cfg.optim.label_smoothing
                 )
+            if teachers is not None:
+                kd = distill_loss(logits, teachers.soft_targets(x01), cfg.distill.temperature)
+                loss = (1 - cfg.distill.weight) * loss + cfg.distill.weight * kd
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -361,6 +375,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             "params": params,
             "macs": macs,
             "commit": commit,
+            "teachers": teacher_info,
         }
         if summ["accuracy"] > best_acc:
             best_acc = summ["accuracy"]

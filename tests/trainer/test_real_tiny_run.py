@@ -173,3 +173,48 @@ def test_bench_latency_on_tiny_model(tiny: dict, capsys) -> None:
     r = bench_latency.bench(tiny["fp32"], [1], [1, 8], repeat=3, warmup=1)
     assert r["arch"] == "edgefer" and r["params"] > 0 and r["macs"] > 0
     assert [x["batch"] for x in r["results"]] == [1, 8]
+
+
+def test_distillation_run_records_its_teacher(tiny: dict, tmp_path: Path) -> None:
+    """A real run taught by the tiny int8 model: the checkpoint names the teacher by
+    hash, the export says it was distilled, and a resume with another teacher file is
+    refused."""
+    from trainer.distill import file_sha256
+
+    teacher = tmp_path / "teacher.onnx"
+    teacher.write_bytes(tiny["int8"].read_bytes())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = [
+            f"out_dir={tmp_path}",
+            "run_name=kd",
+            f"data.path={tiny['npz']}",
+            "data.limit_train=192",
+            "data.limit_val=64",
+            "optim.batch_size=64",
+            "threads=1",
+            f"distill.teachers=[{teacher}]",
+            "distill.weight=1.0",
+        ]
+        cfg = load_train_config(CONFIGS / "edgefer.yaml", [*base, "optim.epochs=1"])
+        run_dir = train(cfg, quiet=True)
+        ck = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+        assert ck["teachers"] == [
+            {"path": str(teacher), "sha256": file_sha256(teacher), "arch": "edgefer", "tta": "none"}
+        ]
+        rec = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+        # weight 1: the loss is the KL to the teacher alone, not label cross-entropy
+        # (which starts near ln 7 = 1.95 for an untrained 7-class model).
+        assert np.isfinite(rec["train_loss"]) and rec["train_loss"] < 1.0
+        out = export_checkpoint(run_dir / "best.pt", run_dir / "kd.onnx", tiny["val"])
+        assert out["parity_max_abs_diff"] < PARITY_TOL
+        meta = EmotionModel(run_dir / "kd.onnx", providers="cpu").contract.extra
+        assert json.loads(meta["distilled_from"]) == [file_sha256(teacher)[:12]]
+
+        teacher.write_bytes(tiny["fp32"].read_bytes())  # same path, other weights
+        cfg2 = load_train_config(CONFIGS / "edgefer.yaml", [*base, "optim.epochs=2"])
+        with pytest.raises(TrainConfigError, match="teacher files changed"):
+            train(cfg2, resume=True, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
