@@ -128,10 +128,10 @@ def test_resolved_config_round_trip(tmp_path: Path) -> None:
 def test_resume_may_extend_the_schedule_and_change_the_machine() -> None:
     saved = load_train_config(CONFIGS / "edgefer2.yaml", [])
     new = load_train_config(
-        CONFIGS / "edgefer2.yaml", ["optim.epochs=96", "threads=1", "data.path=/other/x.npz"]
+        CONFIGS / "edgefer2.yaml", ["optim.epochs=120", "threads=1", "data.path=/other/x.npz"]
     )
     changes = resume_changes(saved, new)
-    assert changes["optim.epochs"] == (60, 96)
+    assert changes["optim.epochs"] == (96, 120)
     assert set(changes) == {"optim.epochs", "threads", "data.path"}
     assert resume_changes(saved, saved) == {}
 
@@ -180,10 +180,10 @@ def test_cli_resume_run_dir_uses_the_saved_config(tmp_path: Path, capsys) -> Non
     from trainer.train import main
 
     run = _fake_run(tmp_path)
-    # The saved config (epochs 60 -> 96 allowed) gets as far as reading the data.
-    assert main(["--resume", str(run), "optim.epochs=96"]) == 2
+    # The saved config (epochs 96 -> 120 allowed) gets as far as reading the data.
+    assert main(["--resume", str(run), "optim.epochs=120"]) == 2
     out = capsys.readouterr()
-    assert "resume: optim.epochs 60 -> 96" in out.out
+    assert "resume: optim.epochs 96 -> 120" in out.out
     assert "/nonexistent" in out.err and "Traceback" not in out.err
     assert main(["--resume", str(run), "optim.lr=0.01"]) == 2
     assert "optim.lr" in capsys.readouterr().err
