@@ -171,8 +171,9 @@ class ModelConfig(StrictModel):
     )
     tta_hflip: bool = Field(
         False,
-        description="also classify the mirrored face and average: +0.4 to +0.8 accuracy "
-        "points on FER-2013 for twice the classifier time; ignored for models that do this "
+        description="also classify the mirrored face and average: 0 to +0.8 accuracy points "
+        "on FER-2013 depending on the model (none for the bundled one) for twice the "
+        "classifier time; ignored for models that do this "
         "inside the graph (metadata tta=hflip, from trainer.export --tta-hflip)",
     )
 
