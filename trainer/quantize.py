@@ -49,13 +49,47 @@ def _reader(images: np.ndarray, model: EmotionModel, batch: int = 64):
     return Reader()
 
 
+_COMPUTE = ("Conv", "Gemm", "MatMul")
+
+
 def edge_nodes(model_path: Path) -> list[str]:
-    """The first convolution and the final classifier: the layers int8 hurts most
-    (raw pixels in, logits out) and that cost least to keep in float."""
+    """The first convolutions and the final classifiers: the layers int8 hurts most
+    (raw pixels in, logits out) and that cost least to keep in float.
+
+    "First" is a Conv with no Conv/Gemm/MatMul before it, "final" a Gemm/MatMul with none
+    after it: one of each for a plain model, one per member for an ensemble graph
+    (``trainer.export A.pt B.pt``).
+    """
     g = onnx.load(str(model_path)).graph
-    convs = [n.name for n in g.node if n.op_type == "Conv"]
-    heads = [n.name for n in g.node if n.op_type in ("Gemm", "MatMul")]
-    return ([convs[0]] if convs else []) + ([heads[-1]] if heads else [])
+    producer = {out: n for n in g.node for out in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for inp in n.input:
+            consumers.setdefault(inp, []).append(n)
+
+    def reaches_compute(start, step) -> bool:
+        seen, todo = set(), list(step(start))
+        while todo:
+            n = todo.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.op_type in _COMPUTE:
+                return True
+            todo.extend(step(n))
+        return False
+
+    def before(n):
+        return [producer[i] for i in n.input if i in producer]
+
+    def after(n):
+        return [c for out in n.output for c in consumers.get(out, [])]
+
+    firsts = [n.name for n in g.node if n.op_type == "Conv" and not reaches_compute(n, before)]
+    heads = [
+        n.name for n in g.node if n.op_type in ("Gemm", "MatMul") and not reaches_compute(n, after)
+    ]
+    return firsts + heads
 
 
 def quantize(

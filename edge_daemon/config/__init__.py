@@ -20,6 +20,7 @@ from edge_daemon.config.loader import (
 )
 from edge_daemon.config.schema import (
     BUNDLED_MODEL_PATH,
+    BUNDLED_MODELS,
     EMOTIONS,
     NAME_PATTERN,
     SOURCE_TYPES,
@@ -48,6 +49,7 @@ from edge_daemon.config.schema import (
 )
 
 __all__ = [
+    "BUNDLED_MODELS",
     "BUNDLED_MODEL_PATH",
     "EMOTIONS",
     "NAME_PATTERN",

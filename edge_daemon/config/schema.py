@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from edge_daemon.labels import FER_LABELS
 
 __all__ = [
+    "BUNDLED_MODELS",
     "BUNDLED_MODEL_PATH",
     "EMOTIONS",
     "NAME_PATTERN",
@@ -72,8 +73,15 @@ EMOTIONS: tuple[str, ...] = get_args(Emotion)
 #: Camera and alert names end up in MQTT topics: keep them to a safe alphabet.
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
-#: The emotion model shipped inside the package (used when ``model.path`` is null).
-BUNDLED_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "emotion.onnx"
+_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+#: The emotion models shipped inside the package, by ``model.bundled`` name (used when
+#: ``model.path`` is null); edge_daemon/models/MODEL_CARD.md describes both.
+BUNDLED_MODELS: dict[str, Path] = {
+    "fast": _MODELS_DIR / "emotion.onnx",
+    "accurate": _MODELS_DIR / "emotion_accurate.onnx",
+}
+#: The default bundled model.
+BUNDLED_MODEL_PATH = BUNDLED_MODELS["fast"]
 
 _USB_DEVICE_RE = re.compile(r"^/dev/video\d+$")
 
@@ -157,8 +165,15 @@ class ModelConfig(StrictModel):
 
     path: ReadableFile | None = Field(
         None,
-        description="ONNX emotion model; null = the bundled edge_daemon/models/emotion.onnx. "
+        description="ONNX emotion model; null = the bundled one chosen by model.bundled. "
         "Relative paths are resolved against the config file's directory.",
+    )
+    bundled: Literal["fast", "accurate"] = Field(
+        "fast",
+        description="bundled model used when path is null. fast: edgefer2, 67.5% on FER-2013 "
+        "val, 0.35 ms per face on one core; accurate: the mean of two edgefer2 runs in one "
+        "graph, 68.6%, 0.70 ms per face (over the daemon's 0.5 ms per-face budget). "
+        "Figures from edge_daemon/models/MODEL_CARD.md",
     )
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="onnxruntime execution provider; auto = CUDA when available, else CPU"
@@ -177,9 +192,19 @@ class ModelConfig(StrictModel):
         "inside the graph (metadata tta=hflip, from trainer.export --tta-hflip)",
     )
 
+    @model_validator(mode="after")
+    def _path_or_bundled(self) -> ModelConfig:
+        if self.path is not None and "bundled" in self.model_fields_set:
+            raise _rule_error(
+                "model.path and model.bundled are both set; keep path for your own model "
+                "or bundled for one of the shipped ones",
+                "bundled",
+            )
+        return self
+
     def resolved_path(self) -> Path:
         """The model file to load: ``path`` or the bundled model."""
-        return self.path if self.path is not None else BUNDLED_MODEL_PATH
+        return self.path if self.path is not None else BUNDLED_MODELS[self.bundled]
 
 
 class DetectorConfig(StrictModel):

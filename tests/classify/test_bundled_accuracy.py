@@ -1,4 +1,4 @@
-"""The model card's headline numbers are the bundled model's, re-measured on the real
+"""The model card's headline numbers are the bundled models', re-measured on the real
 FER-2013 validation split (shared data: runs in CI, skips elsewhere)."""
 
 from __future__ import annotations
@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_daemon.classify.model import BUNDLED_MODEL, EmotionModel
+from edge_daemon.classify.model import EmotionModel
+from edge_daemon.config import BUNDLED_MODELS
 
-CARD = BUNDLED_MODEL.parent / "MODEL_CARD.md"
+CARD = BUNDLED_MODELS["fast"].parent / "MODEL_CARD.md"
+# The card's table rows of each bundled model (model.bundled name -> row name suffix).
+ROW_SUFFIX = {"fast": "", "accurate": " (accurate)"}
 # int8 results of the same file on other CPUs can differ in the last rounding of a few
 # faces; anything larger means the card and the file disagree.
 TOLERANCE_POINTS = 0.15
@@ -31,26 +34,33 @@ def _number(cell: str) -> float:
     return float(m.group())
 
 
+def test_every_bundled_model_has_card_rows() -> None:
+    assert set(ROW_SUFFIX) == set(BUNDLED_MODELS)
+
+
 @pytest.fixture(scope="module")
-def val_report(data_dir: Path) -> dict:
+def val_data(data_dir: Path):
     from trainer.data import load_fer2013_npz
+
+    return load_fer2013_npz(data_dir / "fer2013" / "fer2013_trainval.npz", "val")
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_card_states_the_bundled_int8_accuracy_and_f1(val_data, name: str) -> None:
     from trainer.evaluate import evaluate
 
-    data = load_fer2013_npz(data_dir / "fer2013" / "fer2013_trainval.npz", "val")
-    return evaluate(BUNDLED_MODEL, data)
-
-
-def test_card_states_the_bundled_int8_accuracy_and_f1(val_report: dict) -> None:
-    _fp32, int8, _tta = _card_row("accuracy")
+    report = evaluate(BUNDLED_MODELS[name], val_data)
+    _fp32, int8, _tta = _card_row("accuracy" + ROW_SUFFIX[name])
     assert "**" in int8, "the shipped (int8) column is the bold one"
-    assert val_report["n"] == 3589
-    assert val_report["accuracy"] * 100 == pytest.approx(_number(int8), abs=TOLERANCE_POINTS)
-    f1 = _number(_card_row("macro F1")[1])
-    assert val_report["macro_f1"] == pytest.approx(f1, abs=0.0015 + TOLERANCE_POINTS / 100)
+    assert report["n"] == 3589
+    assert report["accuracy"] * 100 == pytest.approx(_number(int8), abs=TOLERANCE_POINTS)
+    f1 = _number(_card_row("macro F1" + ROW_SUFFIX[name])[1])
+    assert report["macro_f1"] == pytest.approx(f1, abs=0.0015 + TOLERANCE_POINTS / 100)
 
 
-def test_card_fp32_accuracy_is_the_exported_checkpoints() -> None:
-    fp32 = _number(_card_row("accuracy")[0])
-    meta = EmotionModel(providers="cpu").info.contract.extra
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_card_fp32_accuracy_is_the_exported_models(name: str) -> None:
+    fp32 = _number(_card_row("accuracy" + ROW_SUFFIX[name])[0])
+    meta = EmotionModel(BUNDLED_MODELS[name], providers="cpu").info.contract.extra
     assert float(meta["val_accuracy_fp32"]) * 100 == pytest.approx(fp32, abs=0.01)
     assert meta["arch"] in CARD.read_text().splitlines()[0]

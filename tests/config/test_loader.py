@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from edge_daemon.config import (
     BUNDLED_MODEL_PATH,
+    BUNDLED_MODELS,
     AppConfig,
     ConfigError,
     FileSource,
@@ -47,6 +48,16 @@ def test_default_config_yaml_loads() -> None:
     assert (config.mqtt.host, config.mqtt.port) == ("127.0.0.1", 1883)
     assert config.model.path is None
     assert config.model.resolved_path() == BUNDLED_MODEL_PATH
+
+
+def test_bundled_model_choice() -> None:
+    accurate = load_config_text(
+        "model: {bundled: accurate}\ncameras:\n  - name: c\n    source: {type: sample}\n"
+    )
+    assert accurate.model.resolved_path() == BUNDLED_MODELS["accurate"]
+    assert BUNDLED_MODELS["accurate"] != BUNDLED_MODEL_PATH == BUNDLED_MODELS["fast"]
+    for path in BUNDLED_MODELS.values():
+        assert path.is_file(), f"{path} is not shipped in the package"
 
 
 def test_default_config_yaml_sets_schema_defaults_elsewhere() -> None:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_daemon.config import EMOTIONS, SOURCE_TYPES, ConfigError, ConfigIssue, load_config_text
+from edge_daemon.config import (
+    BUNDLED_MODEL_PATH,
+    EMOTIONS,
+    SOURCE_TYPES,
+    ConfigError,
+    ConfigIssue,
+    load_config_text,
+)
 
 MARK = "# <--"
 
@@ -305,6 +312,18 @@ CASES: list[tuple[str, str, str, str]] = [
         CAM + "model:\n  providers: gpu # <--\n",
         "model.providers",
         "must be one of: auto, cpu, cuda",
+    ),
+    (
+        "bundled-model-literal",
+        CAM + "model:\n  bundled: precise # <--\n",
+        "model.bundled",
+        "must be one of: fast, accurate",
+    ),
+    (
+        "model-path-and-bundled",
+        CAM + f"model:\n  path: {BUNDLED_MODEL_PATH}\n  bundled: accurate # <--\n",
+        "model.bundled",
+        "model.path and model.bundled are both set",
     ),
     (
         "transport-literal",

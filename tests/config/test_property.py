@@ -17,7 +17,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 FIELD_NAMES = sorted(
     {
-        "log_level", "model", "detector", "tracker", "events", "mqtt", "cameras", "path",
+        "log_level", "model", "detector", "tracker", "events", "mqtt", "cameras", "path", "bundled",
         "providers", "intra_op_threads", "max_batch", "min_confidence", "threads",
         "every_n_frames", "max_faces", "min_face_px", "iou_threshold", "min_hits",
         "max_missed_s", "smoothing_half_life_s", "establish_s", "min_update_interval_s",
