@@ -7,6 +7,7 @@ be repeated exactly and ``--resume`` continues with the same settings.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class ModelConfig:
     arch: str = "edgefer"
     dropout: float = 0.3
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # A trainer checkpoint whose weights start this run (fine-tuning, trainer/warmstart.py);
+    # empty = random initialisation. Same arch and kwargs required.
+    init: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; it is what users type for a rate.
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
     if tp in (int, str) and isinstance(value, tp) and not isinstance(value, bool):
         return value
     if tp is Any:

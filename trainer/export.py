@@ -166,6 +166,7 @@ def contract_from_checkpoint(ck: dict, temperature: float, tta: str = "none") ->
                 if ck.get("teachers")
                 else {}
             ),
+            **({"init_from": ck["init"]["sha256"][:12]} if ck.get("init") else {}),
         },
     )
 

@@ -44,6 +44,7 @@ from trainer.data import (
 from trainer.distill import Teachers, check_teachers_unchanged, distill_loss
 from trainer.metrics import plot_confusion, summarize
 from trainer.models import build_model, count_macs, count_params
+from trainer.warmstart import apply_init, read_init
 
 _DEFAULT_PATHS = {
     "fer2013_npz": "fer2013/fer2013_trainval.npz",
@@ -227,12 +228,20 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         for key, (was, now) in resume_changes(saved, cfg).items():
             if not quiet:
                 print(f"resume: {key} {was!r} -> {now!r}")
+    # A bad model.init is refused before anything is written or read; on resume the
+    # weights come from last.pt, so the file is not needed any more.
+    init = None if resume else read_init(cfg)
     save_config(cfg, run_dir / "config.yaml")
 
     train_ds, val_ds = load_data(cfg, log=not quiet)
     labels = FER_LABELS
     model = build_model(cfg.model.arch, len(labels), dropout=cfg.model.dropout, **cfg.model.kwargs)
     params, macs = count_params(model), count_macs(model)
+    if init is not None:
+        apply_init(model, init)
+        if not quiet:
+            r = init.record
+            print(f"init: {r['path']} ({r['arch']}, epoch {r['epoch']}, sha256 {r['sha256'][:12]})")
     if cfg.optim.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg)
@@ -255,6 +264,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     class_w = torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
 
     start_epoch, step, best_acc, history, wall = 0, 0, -1.0, [], 0.0
+    init_record = None if init is None else init.record
     if resume:
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -267,6 +277,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         history, wall = ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["rng"])
         check_teachers_unchanged(ck.get("teachers", []), teacher_info)
+        init_record = ck.get("init")
         # An interrupt between the metrics line and last.pt leaves a line for an epoch
         # that will now run again: the checkpoint's history is the truth.
         _write_jsonl(run_dir / "metrics.jsonl", history)
@@ -376,6 +387,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             "macs": macs,
             "commit": commit,
             "teachers": teacher_info,
+            "init": init_record,
         }
         if summ["accuracy"] > best_acc:
             best_acc = summ["accuracy"]

@@ -218,3 +218,42 @@ def test_distillation_run_records_its_teacher(tiny: dict, tmp_path: Path) -> Non
             train(cfg2, resume=True, quiet=True)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_fine_tuning_run_starts_from_the_given_weights(tiny: dict, tmp_path: Path) -> None:
+    """model.init: a real run on real images starts from the tiny run's weights (at a
+    learning rate of ~0 they stay put), records the file, and the export says so."""
+    from trainer.distill import file_sha256
+
+    init = tiny["run_dir"] / "best.pt"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_train_config(
+            CONFIGS / "edgefer.yaml",
+            [
+                f"out_dir={tmp_path}",
+                "run_name=ft",
+                f"data.path={tiny['npz']}",
+                "data.limit_train=128",
+                "data.limit_val=64",
+                "optim.batch_size=64",
+                "optim.epochs=1",
+                "optim.lr=1e-9",
+                "threads=1",
+                f"model.init={init}",
+            ],
+        )
+        run_dir = train(cfg, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    start = torch.load(init, map_location="cpu", weights_only=False)["model"]
+    last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    learned = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert len(learned) > 10
+    for k in learned:  # batch-norm statistics move in train mode; weights do not
+        torch.testing.assert_close(last["model"][k], start[k], atol=1e-6, rtol=0)
+    assert last["init"]["sha256"] == file_sha256(init)
+    export_checkpoint(run_dir / "best.pt", run_dir / "ft.onnx", None)
+    meta = EmotionModel(run_dir / "ft.onnx", providers="cpu").contract.extra
+    assert meta["init_from"] == file_sha256(init)[:12]

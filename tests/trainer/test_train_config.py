@@ -51,6 +51,15 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
     assert cfg.data.class_weight_power == 0.3
 
 
+def test_exponent_floats_without_a_dot() -> None:
+    # YAML 1.1 leaves "1e-4" a string; a learning rate is written that way.
+    cfg = load_train_config(CONFIGS / "edgefer.yaml", ["optim.lr=1e-4", "optim.weight_decay=5E-5"])
+    assert cfg.optim.lr == 1e-4 and cfg.optim.weight_decay == 5e-5
+    for bad in ("optim.lr=fast", "optim.lr=inf", "optim.lr=nan"):
+        with pytest.raises(TrainConfigError, match=r"optim\.lr: expected float"):
+            load_train_config(CONFIGS / "edgefer.yaml", [bad])
+
+
 def test_defaults_without_file() -> None:
     assert load_train_config(None, []) == TrainConfig()
 
