@@ -42,7 +42,8 @@ def read_init(cfg: TrainConfig) -> InitWeights | None:
     if not path.is_file():
         raise TrainConfigError(f"model.init: {path} does not exist (a trainer best.pt/last.pt)")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint from elsewhere cannot run code while being read.
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         arch, weights = ck["arch"], ck["model"]
         kwargs = {k: v for k, v in ck.get("model_kwargs", {}).items() if k != "dropout"}
     except Exception as exc:  # torch raises many unrelated types for a foreign file
