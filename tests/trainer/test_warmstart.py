@@ -16,7 +16,7 @@ from trainer.warmstart import apply_init, read_init  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "trainer" / "configs"
-SHIPPED = REPO / "trainer" / "weights" / "edgefer2.pt"
+SHIPPED = REPO / "trainer" / "weights" / "emotion.pt"
 
 
 def _ck(path: Path, arch: str = "edgefer", **changes: object) -> Path:
@@ -97,7 +97,7 @@ def test_state_that_does_not_fit_is_refused(tmp_path: Path) -> None:
 
 
 def test_shipped_weights_are_the_bundled_models_and_fit_its_config() -> None:
-    """trainer/weights/edgefer2.pt is the checkpoint the bundled fast model was exported
+    """trainer/weights/emotion.pt is the checkpoint the bundled fast model was exported
     from, and edgefer2.yaml builds a model it fits: the fine-tuning starting point."""
     from edge_daemon.classify.model import EmotionModel
     from edge_daemon.config import BUNDLED_MODELS
