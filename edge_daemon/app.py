@@ -571,6 +571,7 @@ class App:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "cameras": cams,
             "mqtt": self.publisher.stats() if self.publisher else {},
+            **({"model": self.model.info.describe()} if self.model is not None else {}),
         }
 
     def publish_stats(self) -> None:

@@ -181,6 +181,42 @@ def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -
     assert "Traceback" not in d.log(), d.log()
 
 
+@pytest.mark.slow
+def test_accurate_bundled_model_runs_and_stats_name_it(
+    mosquitto: Any, mqtt_collector: Callable[..., MqttCollector], daemon: Any, tmp_path: Path
+) -> None:
+    """model.bundled: accurate loads the two-member ensemble; the stats document says
+    which model file (by hash) the daemon runs, valid against the published schema."""
+    import hashlib
+
+    from edge_daemon.config import BUNDLED_MODELS
+
+    col = mqtt_collector(mosquitto, "edge/#")
+    cfg = write_config(
+        tmp_path / "cfg.yaml",
+        mosquitto.port,
+        [{"name": "s", "source": {"type": "sample"}}],
+        model={"bundled": "accurate"},
+    )
+    d = daemon(cfg)
+    col.wait_for(
+        lambda ms: (
+            any(m.topic == "edge/s/events" for m in ms) and any(m.topic == "edge/stats" for m in ms)
+        ),
+        timeout=45,
+        what="an event and a stats message",
+    )
+    assert d.stop() < STOP_LIMIT_S
+    stats = col.on("edge/stats")[-1].json()
+    jsonschema.validate(stats, load_schema("stats"))
+    model = stats["model"]
+    path = BUNDLED_MODELS["accurate"]
+    assert model["file"] == path.name
+    assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert model["arch"] == "edgefer2+edgefer2" and model["tta_hflip"] is False
+    assert "Traceback" not in d.log(), d.log()
+
+
 def test_validate_config_exit_codes(tmp_path: Path) -> None:
     ok = subprocess.run(
         [sys.executable, "-m", "edge_daemon", "validate-config", "-c", str(REPO / "config.yaml")],

@@ -7,6 +7,7 @@ refused at load with a message saying what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,22 @@ class ModelInfo:
     providers: tuple[str, ...]
     input_name: str
     contract: ModelContract
+    sha256: str  # of the file: which model a box runs, for fleets comparing versions
+    tta_hflip: bool  # the daemon's extra mirrored pass (not one inside the graph)
+
+    def describe(self) -> dict[str, object]:
+        """What the stats document says about the model (``<prefix>/stats`` ``model``)."""
+        extra = self.contract.extra
+        return {
+            "file": self.path.name,
+            "sha256": self.sha256,
+            "arch": extra.get("arch"),
+            "val_accuracy_fp32": extra.get("val_accuracy_fp32"),
+            "quantization": extra.get("quantization"),
+            "tta": extra.get("tta", "none"),
+            "tta_hflip": self.tta_hflip,
+            "providers": list(self.providers),
+        }
 
 
 def choose_providers(requested: str) -> list[str]:
@@ -110,7 +127,12 @@ class EmotionModel:
             log.info("%s already mirrors faces inside the model; model.tta_hflip ignored", path)
             self.tta_hflip = False
         self.info = ModelInfo(
-            path, tuple(self.session.get_providers()), self.input_name, self.contract
+            path,
+            tuple(self.session.get_providers()),
+            self.input_name,
+            self.contract,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+            self.tta_hflip,
         )
         self.warmup_ms = self._warmup()
         log.info(
