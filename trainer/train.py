@@ -336,13 +336,22 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             if teachers is not None:
                 kd = distill_loss(logits, teachers.soft_targets(x01), cfg.distill.temperature)
                 loss = (1 - cfg.distill.weight) * loss + cfg.distill.weight * kd
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                # Every later step would be garbage too: stop now, not hours later.
+                raise TrainConfigError(
+                    f"training diverged: the loss is {loss_value} at epoch {epoch + 1}, "
+                    f"step {i + 1} (lr {opt.param_groups[0]['lr']:.3g}); last.pt still "
+                    "holds the previous epoch. Start a new run_name with a lower optim.lr "
+                    "or a longer optim.warmup_epochs"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             if ema is not None:
                 ema.update(model, step)
-            tot_loss += float(loss.detach()) * len(idx)
+            tot_loss += loss_value * len(idx)
             tot_correct += float((logits.argmax(1) == y).sum())
             seen += len(idx)
             bar.set_postfix(
