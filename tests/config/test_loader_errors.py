@@ -317,7 +317,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "bundled-model-literal",
         CAM + "model:\n  bundled: precise # <--\n",
         "model.bundled",
-        "must be one of: fast, accurate",
+        "must be one of: fast, accurate, ferplus",
     ),
     (
         "model-path-and-bundled",
