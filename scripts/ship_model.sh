@@ -15,8 +15,6 @@ if [[ -n "$force" && "$force" != "--force" ]]; then
 fi
 py=${PYTHON:-.venv/bin/python}
 bundled=edge_daemon/models/emotion.onnx
-# The bundled model's checkpoint: the starting point for fine-tuning (model.init).
-bundled_ckpt=trainer/weights/emotion.pt
 # int8 ms per face, one thread, batch 1: the daemon's classifier budget (docs/PERFORMANCE.md)
 budget_ms=0.5
 $py -m trainer.export "$run/best.pt" -o "$run/emotion_fp32.onnx" | tee "$run/export.txt"
@@ -39,8 +37,7 @@ if ((gate > 1)); then
 fi
 if [[ $gate == 0 || "$force" == "--force" ]]; then
   cp "$run/emotion_int8.onnx" "$bundled"
-  cp "$run/best.pt" "$bundled_ckpt"
-  echo "installed $run/emotion_int8.onnx as $bundled and its checkpoint as $bundled_ckpt ($verdict)"
+  echo "installed $run/emotion_int8.onnx as $bundled ($verdict)"
 else
   echo "not installed: $verdict (scripts/ship_model.sh $run --force installs it anyway)"
   exit 3

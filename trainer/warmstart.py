@@ -4,7 +4,7 @@ The typical use is adapting the shipped model to one's own faces (an infrared
 driver-monitoring camera, a different population) from a folder of labelled crops::
 
     python -m trainer.train --config trainer/configs/edgefer2.yaml run_name=my_ft \\
-        model.init=trainer/weights/emotion.pt data.format=folder data.path=/data/faces \\
+        model.init=runs/edgefer2/best.pt data.format=folder data.path=/data/faces \\
         optim.epochs=15 optim.lr=0.004 optim.warmup_epochs=0
 
 Only the weights are taken: optimizer, schedule and epoch count start afresh (``--resume``

@@ -16,7 +16,6 @@ from trainer.warmstart import apply_init, read_init  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "trainer" / "configs"
-SHIPPED = REPO / "trainer" / "weights" / "emotion.pt"
 
 
 def _ck(path: Path, arch: str = "edgefer", **changes: object) -> Path:
@@ -94,19 +93,3 @@ def test_state_that_does_not_fit_is_refused(tmp_path: Path) -> None:
     other = build_model("edgefer", len(FER_LABELS), head_dim=64)
     with pytest.raises(TrainConfigError, match="does not fit this model"):
         apply_init(other, init)
-
-
-def test_shipped_weights_are_the_bundled_models_and_fit_its_config() -> None:
-    """trainer/weights/emotion.pt is the checkpoint the bundled fast model was exported
-    from, and edgefer2.yaml builds a model it fits: the fine-tuning starting point."""
-    from edge_daemon.classify.model import EmotionModel
-    from edge_daemon.config import BUNDLED_MODELS
-
-    cfg = _cfg(f"model.init={SHIPPED}", config="edgefer2.yaml")
-    init = read_init(cfg)
-    assert init is not None
-    model = build_model(cfg.model.arch, len(FER_LABELS), **cfg.model.kwargs)
-    apply_init(model, init)
-    meta = EmotionModel(BUNDLED_MODELS["fast"], providers="cpu").contract.extra
-    assert f"{init.record['val_accuracy']:.4f}" == meta["val_accuracy_fp32"]
-    assert str(init.record["epoch"]) == meta["train_epoch"]
