@@ -160,6 +160,14 @@ def lr_at(cfg: TrainConfig, epoch_f: float) -> float:
     return o.lr  # plateau: adjusted by the scheduler below
 
 
+def epochs_without_gain(history: list[dict]) -> int:
+    """Epochs run since the first epoch with the best val accuracy (0 if none run yet)."""
+    if not history:
+        return 0
+    best = max(range(len(history)), key=lambda i: history[i]["val_acc"])  # first maximum
+    return len(history) - 1 - best
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -247,7 +255,13 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     opt = build_optimizer(model, cfg)
     ema = ModelEMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
     plateau = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=4)
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt,
+            mode="max",
+            factor=cfg.optim.plateau_factor,
+            patience=cfg.optim.plateau_patience,
+            min_lr=cfg.optim.min_lr,
+        )
         if cfg.optim.schedule == "plateau"
         else None
     )
@@ -300,6 +314,16 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     commit = git_commit()
 
     for epoch in range(start_epoch, cfg.optim.epochs):
+        stale = epochs_without_gain(history)
+        if cfg.optim.early_stop_patience and stale >= cfg.optim.early_stop_patience:
+            # Checked before the epoch, so a resumed run that had already stopped stays so.
+            if not quiet:
+                print(
+                    f"early stop before epoch {epoch + 1}: val accuracy has not improved for "
+                    f"{stale} epochs (optim.early_stop_patience={cfg.optim.early_stop_patience}); "
+                    f"best {best_acc:.4f} is in {best_path}"
+                )
+            break
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(train_ds))

@@ -105,6 +105,32 @@ def test_type_errors_name_the_key(override: str, named: str) -> None:
         load_train_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.schedule=step", "optim.schedule"),  # used to mean a constant lr, silently
+        ("optim.plateau_factor=1", "optim.plateau_factor"),
+        ("optim.plateau_factor=0", "optim.plateau_factor"),
+        ("optim.plateau_patience=-1", "optim.plateau_patience"),
+        ("optim.early_stop_patience=-2", "optim.early_stop_patience"),
+        ("optim.epochs=0", "optim.epochs"),
+        ("optim.batch_size=0", "optim.batch_size"),
+        ("optim.min_lr=-1e-5", "optim.min_lr"),
+        ("optim.lr=-0.1", "optim.lr"),
+    ],
+)
+def test_senseless_optimiser_values_name_the_key(override: str, named: str) -> None:
+    with pytest.raises(TrainConfigError, match=rf"^{named}: "):
+        load_train_config(CONFIGS / "edgefer2.yaml", [override])
+
+
+def test_plateau_tunables_default_to_the_reference_behaviour() -> None:
+    # seed002 runs saved before these keys existed resume with the same schedule.
+    o = load_train_config(CONFIGS / "seed002.yaml", []).optim
+    assert (o.schedule, o.plateau_factor, o.plateau_patience, o.min_lr) == ("plateau", 0.5, 4, 0)
+    assert o.early_stop_patience == 0  # the reference's 158 epochs run in full
+
+
 def test_malformed_overrides() -> None:
     with pytest.raises(TrainConfigError, match="key=value"):
         load_train_config(None, ["optim.epochs"])
@@ -145,6 +171,9 @@ def test_resume_may_extend_the_schedule_and_change_the_machine() -> None:
     assert changes["optim.epochs"] == (saved.optim.epochs, 120)
     assert set(changes) == {"optim.epochs", "threads", "data.path"}
     assert resume_changes(saved, saved) == {}
+    # Early stopping may be switched on for a run in flight (it only ends it sooner).
+    stop = load_train_config(CONFIGS / "edgefer2.yaml", ["optim.early_stop_patience=10"])
+    assert set(resume_changes(saved, stop)) == {"optim.early_stop_patience"}
 
 
 @pytest.mark.parametrize(
