@@ -2,7 +2,7 @@
 
     python -m trainer.evaluate MODEL.onnx [--data PATH]
         [--format fer2013_npz|ferplus_npz|csv|folder] [--split val] [--out DIR] [--json]
-        [--seen-in train]
+        [--seen-in train] [--crowd [FERPLUS_NPZ]]
 
 The model is loaded exactly as the daemon loads it (:class:`EmotionModel`), so its
 metadata contract decides the preprocessing. The model's output columns are matched to
@@ -12,6 +12,10 @@ and writes ``<model>_<split>_confusion.png`` to ``--out`` (default: next to the 
 With ``--seen-in train`` accuracy is also reported separately for the images that have a
 pixel-identical copy in that split: FER-2013 PublicTest shares 280 photos with Training,
 and a model trained on them partly scores by memory there.
+With ``--crowd`` (FER-2013 data only) the FER+ ten-person votes for the same photos are
+matched by pixels, and accuracy is split by whether the FER-2013 label is the crowd's
+majority choice; errors where the model picked the majority's emotion are counted. It
+says how much of the remaining error is disagreement with a single annotator.
 With ``--json`` the report is printed as JSON on stdout (the table goes to stderr).
 Errors (missing file, unusable model, unreadable data) exit with status 2.
 """
@@ -26,7 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from edge_daemon.labels import FER_LABELS
-from trainer.data import DataError, FaceDataset, default_data_dir, image_hashes, load_split
+from trainer.data import (
+    DataError,
+    FaceDataset,
+    default_data_dir,
+    image_hashes,
+    load_ferplus_npz,
+    load_split,
+    match_images,
+)
 from trainer.metrics import plot_confusion, summarize
 
 FORMATS = ("fer2013_npz", "ferplus_npz", "csv", "folder")
@@ -109,15 +121,51 @@ def seen_report(data: FaceDataset, probs: np.ndarray, other: FaceDataset, split:
     }
 
 
+def crowd_report(data: FaceDataset, probs: np.ndarray, crowd: FaceDataset) -> dict:
+    """Accuracy split by whether each image's label is the crowd's majority vote.
+
+    ``crowd`` holds the same photos (matched by pixels, so re-encoded copies count) with
+    vote distributions in ``soft``; images without a crowd counterpart are left out of
+    both groups. ``errors_with_crowd``: wrong predictions that are the crowd's majority
+    choice, i.e. errors only against the single annotator's label.
+    """
+    if crowd.soft is None:
+        raise EvaluateError(f"{crowd.name}: no vote distributions (not FER+ data)")
+    idx = match_images(data.images, crowd.images)
+    matched = idx >= 0
+    majority = np.full(len(data), -1, np.int64)
+    majority[matched] = crowd.soft[idx[matched]].argmax(1)
+    pred = probs.argmax(1)
+    correct = pred == data.labels
+    agree = matched & (majority == data.labels)
+    disagree = matched & (majority != data.labels)
+    with_crowd = int((~correct & (pred == majority)).sum())
+
+    def group(mask: np.ndarray) -> dict:
+        n = int(mask.sum())
+        return {"n": n, "accuracy": float(correct[mask].mean()) if n else None}
+
+    return {
+        "votes": crowd.name,
+        "matched": int(matched.sum()),
+        "label_is_majority": group(agree),
+        "label_not_majority": group(disagree),
+        "errors": int((~correct).sum()),
+        "errors_with_crowd": with_crowd,
+    }
+
+
 def evaluate(
     model_path: Path,
     data: FaceDataset,
     threads: int = 1,
     tta: bool = False,
     seen_in: tuple[str, FaceDataset] | None = None,
+    crowd: FaceDataset | None = None,
 ) -> dict:
     """The report for ``data``; ``seen_in`` = (split name, data set) adds a
-    :func:`seen_report` against that split."""
+    :func:`seen_report` against that split, ``crowd`` (FER+ votes) a
+    :func:`crowd_report`."""
     from edge_daemon.classify.model import EmotionModel
 
     if len(data) == 0:
@@ -131,6 +179,8 @@ def evaluate(
     report["tta_hflip"] = tta
     if seen_in is not None:
         report["seen_in"] = seen_report(data, probs, seen_in[1], seen_in[0])
+    if crowd is not None:
+        report["crowd"] = crowd_report(data, probs, crowd)
     report["contract"] = {
         k: v for k, v in model.contract.to_metadata().items() if k not in ("labels",)
     }
@@ -165,6 +215,22 @@ def format_report(r: dict) -> str:
         )
         lines.append(f"not in {split}:  {unseen['n']} images, accuracy {pct(unseen['accuracy'])}")
         lines.append("")
+    if "crowd" in r:
+        c = r["crowd"]
+        yes, no = c["label_is_majority"], c["label_not_majority"]
+
+        def acc(group: dict) -> str:
+            return "-" if group["accuracy"] is None else f"{group['accuracy']:.4f}"
+
+        share = f"{c['errors_with_crowd'] / c['errors']:.0%}" if c["errors"] else "-"
+        lines += [
+            f"crowd votes ({c['votes']}) for {c['matched']} of {r['n']} images:",
+            f"  label is the majority's choice:  {yes['n']} images, accuracy {acc(yes)}",
+            f"  label is not:                    {no['n']} images, accuracy {acc(no)}",
+            f"  errors where the model chose the majority's emotion: {c['errors_with_crowd']} "
+            f"of {c['errors']} ({share})",
+            "",
+        ]
     lines.append(f"confusion matrix: {r['confusion_png']}")
     return "\n".join(lines)
 
@@ -182,8 +248,19 @@ def run(args: argparse.Namespace) -> dict:
         if args.seen_in == args.split:
             raise EvaluateError(f"--seen-in {args.seen_in} is the evaluated split itself")
         seen_in = (args.seen_in, load_split(args.format, data_path, args.seen_in))
+    crowd = None
+    if args.crowd is not None:
+        if args.format == "ferplus_npz":
+            raise EvaluateError(
+                "--crowd compares FER-2013 labels with the FER+ votes, but --format "
+                "ferplus_npz already scores against the votes' majority: drop --crowd"
+            )
+        votes = Path(args.crowd) if args.crowd else default_data_path("ferplus_npz")
+        crowd = load_ferplus_npz(votes, args.split)
     report = {"model": str(args.model), "data": str(data_path), "split": args.split}
-    report.update(evaluate(args.model, data, threads=args.threads, tta=args.tta, seen_in=seen_in))
+    report.update(
+        evaluate(args.model, data, threads=args.threads, tta=args.tta, seen_in=seen_in, crowd=crowd)
+    )
     out_dir = args.out if args.out is not None else args.model.parent
     png = out_dir / f"{args.model.stem}_{args.split}_confusion.png"
     try:
@@ -217,6 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         "--seen-in",
         metavar="SPLIT",
         help="also score separately the images with a pixel-identical copy in SPLIT",
+    )
+    ap.add_argument(
+        "--crowd",
+        nargs="?",
+        const="",
+        metavar="FERPLUS_NPZ",
+        help="split accuracy by whether the label is the FER+ crowd majority "
+        "(default votes: the shared ferplus npz)",
     )
     args = ap.parse_args(argv)
     try:

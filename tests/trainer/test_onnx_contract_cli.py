@@ -267,6 +267,62 @@ def test_evaluate_seen_in_splits_accuracy_by_training_copies(tmp_path: Path, cap
     assert "is the evaluated split itself" in capsys.readouterr().err
 
 
+def test_evaluate_crowd_splits_accuracy_by_label_noise(tmp_path: Path, capsys) -> None:
+    # Row 0 decides the tiny model's prediction (spot k -> FER class k); the other rows
+    # are random so that every photo is distinct for the pixel matching.
+    rng = np.random.default_rng(1)
+    spots = np.array([3, 6, 4, 2, 1, 0])
+    labels = np.array([3, 0, 4, 5, 1, 2], np.int64)  # predictions right for 0, 2, 4
+    majority = ["happiness", "neutral", "fear", "surprise", None, "happiness"]
+    images = _spot_images(spots)
+    images[:, 1:, :] = rng.integers(0, 200, (6, 47, 48), dtype=np.uint8)
+    data = tmp_path / "fer.npz"
+    np.savez(
+        data,
+        images=images,
+        labels=labels,
+        split=np.array(["val"] * 6),
+        class_names=np.array(FER_LABELS),
+        filenames=np.array([f"{i}.png" for i in range(6)]),
+    )
+    # FER+ holds re-encoded copies (pixels off by one) of all but image 4, and a stranger.
+    names = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+    keep = [i for i, m in enumerate(majority) if m is not None]
+    copies = images[keep].astype(np.int16) + rng.integers(-1, 2, (len(keep), 48, 48))
+    crowd_images = np.concatenate(
+        [np.clip(copies, 0, 255).astype(np.uint8), rng.integers(0, 256, (1, 48, 48), np.uint8)]
+    )
+    votes = np.zeros((len(crowd_images), len(names)), np.uint8)
+    for row, i in enumerate(keep):
+        votes[row, names.index(majority[i])] = 6
+        votes[row, names.index("sadness")] += 4  # a minority view that does not win
+    votes[-1, 0] = 10
+    crowd = tmp_path / "ferplus.npz"
+    np.savez(
+        crowd,
+        images=crowd_images,
+        votes=votes,
+        vote_names=np.array(names),
+        split=np.array(["val"] * len(crowd_images)),
+    )
+    model = tiny_onnx(tmp_path / "m.onnx")
+    argv = [str(model), "--data", str(data), "--crowd", str(crowd), "--json"]
+    assert evaluate.main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)["crowd"]
+    assert report["matched"] == 5  # image 4 has no crowd vote
+    assert report["label_is_majority"] == {"n": 2, "accuracy": 0.5}  # images 0 and 3
+    assert report["label_not_majority"]["n"] == 3  # images 1, 2 and 5
+    assert report["label_not_majority"]["accuracy"] == pytest.approx(1 / 3)
+    # Errors: images 1, 3, 5; only image 1's prediction (neutral) is the crowd's choice.
+    assert (report["errors"], report["errors_with_crowd"]) == (3, 1)
+    assert "chose the majority's emotion: 1 of 3 (33%)" in captured.err
+    # FER+ data already scores against the crowd: --crowd there is a mistake, said plainly.
+    argv = [str(model), "--data", str(crowd), "--format", "ferplus_npz", "--crowd"]
+    assert evaluate.main(argv) == 2
+    assert "drop --crowd" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["missing_model", "junk_model", "missing_data", "no_metadata"])
 def test_evaluate_errors_exit_2(tmp_path: Path, capsys, case: str) -> None:
     model = tiny_onnx(tmp_path / "m.onnx", with_metadata=case != "no_metadata")
