@@ -24,6 +24,7 @@ import onnx
 import torch
 
 from edge_daemon.modelmeta import ModelContract
+from trainer.checkpoint import CheckpointError, read_checkpoint
 from trainer.data import DataError, FaceDataset
 from trainer.metrics import fit_temperature
 from trainer.models import build_model
@@ -82,11 +83,15 @@ class MeanLogits(torch.nn.Module):
 
 
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
-    if not path.is_file():
-        raise ExportError(f"{path}: no such checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ck["arch"], len(ck["labels"]), **ck["model_kwargs"])
-    model.load_state_dict(ck["model"])
+    try:
+        ck = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from exc
+    try:
+        model = build_model(ck["arch"], len(ck["labels"]), **ck.get("model_kwargs", {}))
+        model.load_state_dict(ck["model"])
+    except (ValueError, TypeError, RuntimeError) as exc:  # unknown arch, bad kwargs, shapes
+        raise ExportError(f"{path}: cannot rebuild its {ck['arch']!r} model: {exc}") from exc
     return model.eval(), ck
 
 
@@ -262,7 +267,7 @@ def export_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.config import load_train_config
+    from trainer.config import TrainConfigError, load_train_config
     from trainer.train import load_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -278,13 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
+        for path in args.checkpoint:  # a bad file is refused before the data is read
+            try:
+                read_checkpoint(path)
+            except CheckpointError as exc:
+                raise ExportError(str(exc)) from exc
         val = None
         if not args.no_data:
             cfg_path = args.checkpoint[0].parent / "config.yaml"
             cfg = load_train_config(cfg_path if cfg_path.exists() else None, [])
             _, val = load_data(cfg, log=False)
         report = export_checkpoint(args.checkpoint, args.output, val, args.tta_hflip)
-    except (ExportError, DataError) as exc:
+    except (ExportError, DataError, TrainConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for k, v in report.items():

@@ -157,7 +157,7 @@ def evaluate_model(path: Path, val: FaceDataset, threads: int = 2) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.config import load_train_config
+    from trainer.config import TrainConfigError, load_train_config
     from trainer.train import load_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -172,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-drop", type=float, default=0.5, help="allowed accuracy loss, points")
     ap.add_argument("--report", type=Path, help="write fp32/int8 metrics as JSON here")
     args = ap.parse_args(argv)
+    from edge_daemon.classify.model import ModelLoadError
+
     cfg_path = args.config or args.model.parent / "config.yaml"
     try:
+        if not args.model.is_file():
+            raise QuantizeError(f"{args.model}: no such model file (trainer.export writes one)")
+        EmotionModel(args.model, providers="cpu")  # a bad file is refused before data is read
         cfg = load_train_config(cfg_path if cfg_path.exists() else None, [])
         train, val = load_data(cfg, log=False)
         rng = np.random.default_rng(0)
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         quantize(args.model, args.output, calib, args.method, args.keep_edges_float)
         fp = evaluate_model(args.model, val)
         q = evaluate_model(args.output, val)
-    except (QuantizeError, DataError) as exc:
+    except (QuantizeError, DataError, ModelLoadError, TrainConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     drop = (fp["accuracy"] - q["accuracy"]) * 100

@@ -26,6 +26,7 @@ from torch import nn
 
 from edge_daemon.labels import FER_LABELS
 from trainer.augment import augment
+from trainer.checkpoint import CheckpointError, read_checkpoint
 from trainer.config import (
     TrainConfig,
     TrainConfigError,
@@ -236,6 +237,12 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         for key, (was, now) in resume_changes(saved, cfg).items():
             if not quiet:
                 print(f"resume: {key} {was!r} -> {now!r}")
+    resume_ck = None
+    if resume:  # after the recipe check, before the data: a damaged file is said at once
+        try:
+            resume_ck = read_checkpoint(last_path)
+        except CheckpointError as exc:
+            raise TrainConfigError(f"--resume: {exc}") from exc
     # A bad model.init is refused before anything is written or read; on resume the
     # weights come from last.pt, so the file is not needed any more.
     init = None if resume else read_init(cfg)
@@ -279,8 +286,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
 
     start_epoch, step, best_acc, history, wall = 0, 0, -1.0, [], 0.0
     init_record = None if init is None else init.record
-    if resume:
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+    if resume_ck is not None:
+        ck = resume_ck
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck.get("ema") is not None:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from edge_daemon.labels import FER_LABELS
+from trainer.checkpoint import CheckpointError, read_checkpoint
 from trainer.config import TrainConfig, TrainConfigError
 from trainer.distill import file_sha256
 
@@ -39,17 +40,12 @@ def read_init(cfg: TrainConfig) -> InitWeights | None:
     if not cfg.model.init:
         return None
     path = Path(cfg.model.init)
-    if not path.is_file():
-        raise TrainConfigError(f"model.init: {path} does not exist (a trainer best.pt/last.pt)")
     try:
-        # weights_only: a checkpoint from elsewhere cannot run code while being read.
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        arch, weights = ck["arch"], ck["model"]
-        kwargs = {k: v for k, v in ck.get("model_kwargs", {}).items() if k != "dropout"}
-    except Exception as exc:  # torch raises many unrelated types for a foreign file
-        raise TrainConfigError(
-            f"model.init: {path} is not a trainer checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+        ck = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise TrainConfigError(f"model.init: {exc}") from exc
+    arch, weights = ck["arch"], ck["model"]
+    kwargs = {k: v for k, v in ck.get("model_kwargs", {}).items() if k != "dropout"}
     if arch != cfg.model.arch or kwargs != dict(cfg.model.kwargs):
         raise TrainConfigError(
             f"model.init: {path} holds a {arch!r} with kwargs {kwargs}, this run builds "

@@ -139,7 +139,7 @@ def test_cli_takes_several_checkpoints(members: list[Path], tmp_path: Path, caps
     assert main([*map(str, members), "-o", str(out), "--no-data"]) == 0
     assert EmotionModel(out, providers="cpu").contract.extra["arch"] == "edgefer+edgefer"
     assert main([str(members[0]), str(tmp_path / "nope.pt"), "-o", str(out), "--no-data"]) == 2
-    assert "nope.pt: no such checkpoint" in capsys.readouterr().err
+    assert "nope.pt does not exist" in capsys.readouterr().err
 
 
 def test_int8_keeps_each_members_first_conv_and_classifier_float(

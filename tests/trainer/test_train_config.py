@@ -221,11 +221,12 @@ def test_cli_resume_run_dir_uses_the_saved_config(tmp_path: Path, capsys) -> Non
     from trainer.train import main
 
     run = _fake_run(tmp_path)
-    # The saved config (a longer schedule is allowed) gets as far as reading the data.
+    # The saved config (a longer schedule is allowed) gets as far as reading last.pt,
+    # which is empty here: refused before any data is read.
     assert main(["--resume", str(run), "optim.epochs=120"]) == 2
     out = capsys.readouterr()
     assert f"resume: optim.epochs {EDGEFER2.optim.epochs} -> 120" in out.out
-    assert "/nonexistent" in out.err and "Traceback" not in out.err
+    assert "last.pt is not a trainer checkpoint" in out.err and "Traceback" not in out.err
     assert main(["--resume", str(run), "optim.lr=0.01"]) == 2
     assert "optim.lr" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nope")]) == 2
