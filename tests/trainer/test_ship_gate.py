@@ -47,6 +47,14 @@ def test_a_tie_does_not_install() -> None:
     assert not decide(_eval(0.68, 0.668), _eval(0.67, 0.668), _latency(0.3), 0.5).install
 
 
+def test_a_noise_sized_gain_does_not_install() -> None:
+    # seed002's real numbers: 0.6694 vs 0.6679 on 3,309 photos, i.e. 5 photos.
+    v = decide(_eval(0.6832, 0.6694), _eval(0.6748, 0.6679), _latency(0.467), 0.5)
+    assert not v.install and "by 0.3 points (gain +0.15)" in v.reason
+    # The margin is a parameter: with none, any strict gain installs.
+    assert decide(_eval(0.6832, 0.6694), _eval(0.6748, 0.6679), _latency(0.467), 0.5, 0.0).install
+
+
 def test_over_the_latency_budget_does_not_install_and_both_reasons_are_given() -> None:
     v = decide(_eval(0.6, 0.60), _eval(0.67, 0.668), _latency(0.76), 0.5)
     assert not v.install
