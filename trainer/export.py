@@ -233,6 +233,17 @@ def export_checkpoint(
     model, i.e. of the file.
     """
     model, cks = load_checkpoints(ckpt if isinstance(ckpt, list) else [ckpt])
+    return export_loaded(model, cks, out, val, tta_hflip)
+
+
+def export_loaded(
+    model: torch.nn.Module,
+    cks: list[dict],
+    out: Path,
+    val: FaceDataset | None,
+    tta_hflip: bool = False,
+) -> dict:
+    """:func:`export_checkpoint` for checkpoints already read by :func:`load_checkpoints`."""
     if tta_hflip:
         model = HFlipTTA(model).eval()
     temperature = 1.0
@@ -283,17 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     try:
-        for path in args.checkpoint:  # a bad file is refused before the data is read
-            try:
-                read_checkpoint(path)
-            except CheckpointError as exc:
-                raise ExportError(str(exc)) from exc
+        # read (and rebuilt) once, before the data: a bad file is refused without the wait
+        model, cks = load_checkpoints(args.checkpoint)
         val = None
         if not args.no_data:
             cfg_path = args.checkpoint[0].parent / "config.yaml"
             cfg = load_train_config(cfg_path if cfg_path.exists() else None, [])
             _, val = load_data(cfg, log=False)
-        report = export_checkpoint(args.checkpoint, args.output, val, args.tta_hflip)
+        report = export_loaded(model, cks, args.output, val, args.tta_hflip)
     except (ExportError, DataError, TrainConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
