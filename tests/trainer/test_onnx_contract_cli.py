@@ -18,7 +18,7 @@ from edge_daemon.classify.model import EmotionModel, ModelLoadError  # noqa: E40
 from edge_daemon.labels import FER_LABELS  # noqa: E402
 from edge_daemon.modelmeta import REQUIRED_KEYS, ModelContract, ModelContractError  # noqa: E402
 from trainer import bench_latency, evaluate  # noqa: E402
-from trainer.quantize import MIN_CALIBRATION, QuantizeError, quantize  # noqa: E402
+from trainer.quantize import MIN_CALIBRATION, QuantizeError, _reader, quantize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # The model predicts class k for an image whose only bright pixel is pixel k (see _spot_images).
@@ -361,6 +361,36 @@ def test_quantize_needs_enough_calibration(tmp_path: Path) -> None:
         with pytest.raises(QuantizeError, match=f"at least {MIN_CALIBRATION}"):
             quantize(model, tmp_path / "q.onnx", np.zeros((n, 48, 48), np.uint8))
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_calibration_reader_strides(tmp_path: Path) -> None:
+    model = EmotionModel(tiny_onnx(tmp_path / "m.onnx"), providers="cpu")
+    images = np.arange(150)[:, None, None].astype(np.uint8) * np.ones((1, 48, 48), np.uint8)
+    reader = _reader(images, model)
+    assert len(reader) == 3  # batches of 64: 64, 64, 22
+    reader.set_range(start_index=1, end_index=3)
+    got = list(reader)
+    assert [len(b["input"]) for b in got] == [64, 22]
+    np.testing.assert_array_equal(got[0]["input"], model.contract.normalize(images[64:128]))
+    reader.rewind()
+    assert sum(len(b["input"]) for b in reader) == 150
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_quantize_calibrates_on_every_stride(tmp_path: Path, method: str) -> None:
+    # Calibration runs one batch per stride; the ranges must fold in all of them. Only
+    # the last of eight batches holds bright pixels: a range from the first stride alone
+    # would stop near 0 instead of covering +1 (pixel 255 after mean=std=0.5).
+    calib = np.full((512, 48, 48), 128, np.uint8)
+    calib[-64:] = 255
+    out = tmp_path / "q.onnx"
+    quantize(tiny_onnx(tmp_path / "m.onnx"), out, calib, method)
+    q = onnx.load(str(out))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    # pre-processing fuses the graph; the first quantized activation is the flattened input
+    (node,) = [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "flat"]
+    scale, zero = float(inits[node.input[1]]), int(inits[node.input[2]])
+    assert scale * (255 - zero) >= 0.99
 
 
 # ---------------------------------------------------------------- bench_latency CLI
