@@ -44,7 +44,7 @@ def _reader(images: np.ndarray, model: EmotionModel, batch: int = 64):
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.i, self.end = 0, n_batches
+            self.rewind()
 
         def __len__(self) -> int:
             return n_batches
