@@ -171,11 +171,12 @@ class ModelConfig(StrictModel):
     )
     bundled: Literal["fast", "accurate", "ferplus"] = Field(
         "fast",
-        description="bundled model used when path is null. fast: edgefer2, 67.5% on FER-2013 "
-        "val, 0.35 ms per face on one core; accurate: the mean of two edgefer2 runs in one "
-        "graph, 68.6%, 0.70 ms per face (over the daemon's 0.5 ms per-face budget); ferplus: "
-        "fast fine-tuned on the FER+ crowd votes, agrees with the crowd majority on FER+ val "
-        "81.6% of the time (fast: 67.5%), 0.35 ms per face. "
+        description="bundled model used when path is null. fast: edgefer2, 69.0% on FER-2013 "
+        "val, 0.34 ms per face on one core; accurate: the mean of two earlier edgefer2 runs "
+        "in one graph, 68.6%, 0.70 ms per face (less accurate than fast today, kept for "
+        "configs that name it); ferplus: an earlier fast fine-tuned on the FER+ crowd votes, "
+        "agrees with the crowd majority on FER+ val 81.6% of the time (fast: 68.7%), "
+        "0.35 ms per face. "
         "Figures from edge_daemon/models/MODEL_CARD.md",
     )
     providers: Literal["auto", "cpu", "cuda"] = Field(
