@@ -172,7 +172,7 @@ class ModelConfig(StrictModel):
     bundled: Literal["fast", "accurate", "ferplus"] = Field(
         "fast",
         description="bundled model used when path is null. fast: edgefer2, 69.0% on FER-2013 "
-        "val, 0.34 ms per face on one core; accurate: the mean of two earlier edgefer2 runs "
+        "val, 0.35 ms per face on one core; accurate: the mean of two earlier edgefer2 runs "
         "in one graph, 68.6%, 0.70 ms per face (less accurate than fast today, kept for "
         "configs that name it); ferplus: an earlier fast fine-tuned on the FER+ crowd votes, "
         "agrees with the crowd majority on FER+ val 81.6% of the time (fast: 68.7%), "
