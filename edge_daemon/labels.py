@@ -6,3 +6,8 @@ trainer to name classes and by the config schema to validate alert rules.
 """
 
 FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: What the state topic, Home Assistant and the live view name instead of an emotion when
+#: the model is not sure (below ``events.min_confidence``, where no event would fire
+#: either): a label such as "angry 25%" reads as a claim the daemon does not make.
+UNCERTAIN: str = "uncertain"

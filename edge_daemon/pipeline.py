@@ -21,7 +21,13 @@ from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig
 from edge_daemon.detect.blazeface import DetectorParams, FaceDetector, InterpreterPool
 from edge_daemon.metrics import PipelineMetrics
-from edge_daemon.policy.events import AlertParams, EventPolicy, PolicyParams
+from edge_daemon.policy.events import (
+    UNCERTAIN,
+    AlertParams,
+    EventPolicy,
+    PolicyParams,
+    shown_emotion,
+)
 from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.track.tracker import IouTracker, TrackerParams
 from edge_daemon.types import Event, FaceObservation, Frame, StreamStatus, TrackSnapshot
@@ -180,6 +186,18 @@ class CameraAnalyzer:
         self.detector.close()
 
 
+def dominant_emotion(tracks: Sequence[dict[str, Any]]) -> str | None:
+    """One value for dashboards: the most confident reported face's emotion.
+
+    Faces the model is not sure about only count when no face is sure: then the value
+    is ``uncertain``; with no reported face at all it is ``None``.
+    """
+    sure = [t for t in tracks if t["emotion"] != UNCERTAIN]
+    if sure:
+        return str(max(sure, key=lambda t: t["confidence"])["emotion"])
+    return UNCERTAIN if tracks else None
+
+
 class CameraPipeline(threading.Thread):
     """Feeds a :class:`CameraAnalyzer` from the capture queue until ``stop`` is set."""
 
@@ -241,13 +259,9 @@ class CameraPipeline(threading.Thread):
         # and only while someone watches.
         assert self.live is not None
         labels = self.analyzer.model.labels
+        floor = self.analyzer.policy.params.min_confidence
         faces = tuple(
-            LiveFace(
-                t.track_id,
-                t.xyxy,
-                labels[int(np.argmax(t.probs))],
-                float(np.max(t.probs)),
-            )
+            LiveFace(t.track_id, t.xyxy, *shown_emotion(t.probs, labels, floor))
             for t in self.analyzer.last_tracks
         )
         self.live.put_frame(frame, faces, self.analyzer.last_boxes, self.analyzer.metrics.fps())
@@ -276,10 +290,7 @@ class CameraPipeline(threading.Thread):
             "reconnects": cap.reconnects,
             "faces": snap["faces"],
             "tracks": tracks,
-            # The most confident reported face's emotion: one value for dashboards.
-            "dominant_emotion": max(tracks, key=lambda t: t["confidence"])["emotion"]
-            if tracks
-            else None,
+            "dominant_emotion": dominant_emotion(tracks),
         }
 
     def _maybe_publish_state(self, force: bool = False) -> None:

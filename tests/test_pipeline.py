@@ -122,3 +122,13 @@ def test_unsettled_scene_is_detected_on_every_frame_settled_one_every_nth() -> N
     finally:
         an.close()
     assert seen == [0, 1, 6]  # new face, its confirmation, then the stride from frame 1
+
+
+def test_dominant_emotion_prefers_sure_faces_and_says_uncertain_otherwise() -> None:
+    from edge_daemon.pipeline import dominant_emotion
+
+    sure = {"track_id": 1, "emotion": "happy", "confidence": 0.6}
+    unsure = {"track_id": 2, "emotion": "uncertain", "confidence": 0.9}
+    assert dominant_emotion([sure, unsure]) == "happy"
+    assert dominant_emotion([unsure]) == "uncertain"
+    assert dominant_emotion([]) is None

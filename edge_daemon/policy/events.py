@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_daemon.labels import UNCERTAIN
 from edge_daemon.types import Event, TrackSnapshot
 
 if TYPE_CHECKING:  # only read as attributes; keeps pydantic out of the policy's imports
@@ -59,10 +60,12 @@ __all__ = [
     "DEFAULT_MIN_UPDATE_INTERVAL_S",
     "EVENT_TYPE_ORDER",
     "FORGET_UNSEEN_S",
+    "UNCERTAIN",
     "AlertParams",
     "EventPolicy",
     "PolicyParams",
     "normalise_bbox",
+    "shown_emotion",
 ]
 
 #: Smoothed probability (0..1) the dominant emotion needs to count. Higher = only clear
@@ -189,6 +192,16 @@ def normalise_bbox(
     return (x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height)
 
 
+def shown_emotion(probs: np.ndarray, labels: Sequence[str], floor: float) -> tuple[str, float]:
+    """``(name, probability)`` of the dominant emotion, or ``(UNCERTAIN, p)`` below ``floor``.
+
+    Ties go to the label listed first, as for events.
+    """
+    k = int(np.argmax(probs))
+    p = float(probs[k])
+    return (labels[k] if p >= floor else UNCERTAIN), p
+
+
 @dataclass(slots=True)
 class _AlertState:
     held_since: float | None = None
@@ -265,14 +278,17 @@ class EventPolicy:
     def active_tracks(self) -> list[tuple[int, str, float]]:
         """``(track_id, emotion, confidence)`` of every started track, sorted by id.
 
-        ``emotion`` is the last reported (start/update) emotion; ``confidence`` its
-        latest smoothed probability.
+        ``emotion`` is the last reported (start/update) emotion, or :data:`UNCERTAIN`
+        while its latest smoothed probability (``confidence``) is below
+        ``min_confidence``.
         """
         out: list[tuple[int, str, float]] = []
+        floor = self._params.min_confidence
         for tid in sorted(self._tracks):
             st = self._tracks[tid]
             if st.reported is not None:
-                out.append((tid, self._labels[st.reported], float(st.probs[st.reported])))
+                p = float(st.probs[st.reported])
+                out.append((tid, self._labels[st.reported] if p >= floor else UNCERTAIN, p))
         return out
 
     # ------------------------------------------------------------------ update

@@ -5,7 +5,7 @@ so Home Assistant finds them whenever it (re)starts; every entity's availability
 daemon's ``<prefix>/available`` topic. Entities per camera:
 
 * ``sensor`` *emotion*: ``dominant_emotion`` of the retained state (enum, ``none`` when
-  no face),
+  no face, ``uncertain`` when no face's emotion reaches ``events.min_confidence``),
 * ``sensor`` *faces*: faces in the latest frame,
 * ``sensor`` *stream*: the stream status (enum),
 * ``sensor`` *fps*: analysed frames per second (diagnostic),
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_daemon import __version__
+from edge_daemon.labels import UNCERTAIN
 from edge_daemon.types import StreamStatus
 
 COMPONENT_OBJECTS: tuple[tuple[str, str], ...] = (
@@ -94,7 +95,7 @@ def discovery_messages(
                 "state_topic": state_topic,
                 "value_template": "{{ value_json.dominant_emotion or 'none' }}",
                 "device_class": "enum",
-                "options": [*labels, "none"],
+                "options": [*labels, UNCERTAIN, "none"],
                 "icon": "mdi:emoticon-outline",
             },
             ("sensor", "faces"): {

@@ -22,6 +22,7 @@ from edge_daemon.policy.events import (
     DEFAULT_MIN_UPDATE_INTERVAL_S,
     FORGET_UNSEEN_S,
     normalise_bbox,
+    shown_emotion,
 )
 from edge_daemon.publish.payloads import event_payload
 from edge_daemon.track import IouTracker, TrackerParams
@@ -389,8 +390,20 @@ def test_active_tracks() -> None:
     pol = policy()
     run(pol, timeline(0, FPS, lambda t: [snap(2, "sad", 0.8), snap(1, "happy", 0.6)]))
     assert pol.active_tracks() == [(1, "happy", pytest.approx(0.6)), (2, "sad", pytest.approx(0.8))]
-    run(pol, [(1.1, [snap(1, "happy", 0.3)], [2])])
-    assert pol.active_tracks() == [(1, "happy", pytest.approx(0.3))]
+    run(pol, [(1.1, [snap(1, "happy", 0.5)], [2])])
+    assert pol.active_tracks() == [(1, "happy", pytest.approx(0.5))]
+    # Below min_confidence the reported emotion is not claimed any more.
+    run(pol, [(1.2, [snap(1, "happy", 0.3)], [])])
+    assert pol.active_tracks() == [(1, "uncertain", pytest.approx(0.3))]
+
+
+def test_shown_emotion_names_nothing_below_the_floor() -> None:
+    probs = np.array([0.1, 0.0, 0.0, 0.44, 0.2, 0.0, 0.26], np.float32)
+    assert shown_emotion(probs, FER_LABELS, 0.45) == ("uncertain", pytest.approx(0.44))
+    assert shown_emotion(probs, FER_LABELS, 0.4) == ("happy", pytest.approx(0.44))
+    # Ties go to the label listed first, as for events.
+    tie = np.array([0.5, 0, 0, 0.5, 0, 0, 0], np.float32)
+    assert shown_emotion(tie, FER_LABELS, 0.45)[0] == "angry"
 
 
 @pytest.mark.parametrize(
