@@ -338,11 +338,18 @@ def ferplus_faces(path: Path, limit: int, seed: int = 0) -> tuple[np.ndarray, np
 
 
 def resolve_models(names: Sequence[str]) -> dict[str, Path]:
-    """Bundled names (fast, ferplus, ...) or ONNX paths -> {display name: path}."""
+    """Bundled names (fast, ferplus, ...), ONNX paths or ``NAME=PATH`` -> {name: path}.
+
+    ``NAME=PATH`` names a model in the report (``candidate=runs/x/emotion_int8.onnx``);
+    PATH may itself be a bundled name (``bundled=fast``).
+    """
     out: dict[str, Path] = {}
     for n in names or BUNDLED_MODELS:
-        path = BUNDLED_MODELS.get(n, Path(n))
-        name = n if n in BUNDLED_MODELS else path.stem
+        label, sep, target = n.partition("=")
+        if not sep:
+            label, target = "", n
+        path = BUNDLED_MODELS.get(target, Path(target))
+        name = label or (target if target in BUNDLED_MODELS else path.stem)
         if name in out:
             name = str(path)
         out[name] = path
@@ -479,7 +486,9 @@ def _parse_conditions(spec: str) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
-        "models", nargs="*", help="ONNX files or bundled names (default: every bundled model)"
+        "models",
+        nargs="*",
+        help="ONNX files, bundled names or NAME=PATH (default: every bundled model)",
     )
     ap.add_argument("--data", help="data root (default: $EDGE_DATA_DIR or ../shared/data)")
     ap.add_argument("--limit", type=int, default=0, help="in-the-wild photos (0 = all)")

@@ -1,17 +1,21 @@
 """Decide whether a freshly evaluated model replaces the bundled one.
 
 ``scripts/ship_model.sh`` writes the evaluation and latency reports of a run, then asks
-this module for a verdict. The comparison is on the validation photos that have no
-pixel-identical copy in the training split (``trainer.evaluate --seen-in train``): a
-model trained on all of FER-2013 Training (``data.dedupe: false``, e.g. the ``seed002``
-reproduction) has seen 280 PublicTest photos and scores higher on the full split for
-that reason alone, while on the remaining photos every model is measured on faces it
-never saw. The latency gate is the daemon's classifier budget (docs/PERFORMANCE.md).
+this module for a verdict. The yardstick is what users see: accuracy **end to end** on
+the labelled in-the-wild photos, through the daemon's own detector and crop
+(``trainer.evaluate_e2e``, candidate and bundled model side by side on the same
+detections). The candidate must gain at least ``--min-gain-points`` accuracy there and
+must not lose macro F1 over the classes present (so it cannot buy accuracy on neutral
+and happy faces with the rare classes alert rules fire on), nor drop by more than
+``--max-condition-drop-points`` against clean faces under any camera condition. The
+latency gate is the daemon's classifier budget (docs/PERFORMANCE.md).
 
     python -m trainer.ship_gate RUN_DIR [--budget-ms 0.5] [--min-gain-points 0.3]
+        [--max-condition-drop-points 10]
 
-prints the verdict and exits 0 (install), 1 (do not install) or 2 (missing or malformed
-reports).
+reads ``RUN_DIR/e2e.json`` (models ``candidate`` and ``bundled``) and
+``RUN_DIR/latency_int8.json``; prints the verdict and exits 0 (install), 1 (do not
+install) or 2 (missing or malformed reports).
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ from pathlib import Path
 
 # int8 ms per face at 1 thread, batch 1: the daemon's classifier budget.
 DEFAULT_BUDGET_MS = 0.5
-# Accuracy points the new model must gain on the unseen val photos. Late in training val
-# accuracy moves about +-0.3 points from epoch to epoch and the best epoch is picked on
-# val, so a smaller gain is selection noise (seed002 "won" by 0.15 points, 5 photos).
+# Accuracy points the new model must gain end to end. On the 2,812 in-the-wild photos
+# one point is about 26 faces; less than 0.3 (8 faces) is within what a different epoch
+# or calibration subset changes.
 DEFAULT_MIN_GAIN_POINTS = 0.3
+# The issue's robustness target: no camera condition may cost more than this many
+# accuracy points against clean faces.
+DEFAULT_MAX_CONDITION_DROP_POINTS = 10.0
 
 
 class ShipGateError(Exception):
@@ -40,16 +47,33 @@ class Verdict:
     reason: str
 
 
-def unseen_accuracy(report: dict, name: str) -> tuple[float, int]:
-    """(accuracy, images) on the val photos without a copy in training."""
+def e2e_scores(report: dict, name: str) -> tuple[float, float, int]:
+    """(accuracy, macro F1 over present classes, photos) of model ``name`` in the wild."""
     try:
-        unseen = report["seen_in"]["unseen"]
-        return float(unseen["accuracy"]), int(unseen["n"])
+        s = report["inthewild"]["models"][name]
+        return float(s["accuracy"]), float(s["macro_f1_present"]), int(s["items"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ShipGateError(
-            f"{name}: no 'seen_in.unseen' accuracy; evaluate it with "
-            "`python -m trainer.evaluate MODEL --split val --seen-in train --json`"
+            f"e2e report has no in-the-wild scores for {name!r}; run `python -m "
+            "trainer.evaluate_e2e candidate=RUN/emotion_int8.onnx bundled=fast --json`"
         ) from exc
+
+
+def worst_condition(report: dict, name: str) -> tuple[str, float] | None:
+    """(condition, accuracy points lost against clean) of the worst condition, or None."""
+    cond = report.get("conditions")
+    if not cond:
+        return None
+    try:
+        per = cond["models"][name]
+        clean = float(per["clean"]["accuracy"])
+        drops = {c: (clean - float(v["accuracy"])) * 100 for c, v in per.items() if c != "clean"}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ShipGateError(f"e2e report: malformed camera conditions for {name!r}") from exc
+    if not drops:
+        return None
+    worst = max(drops, key=lambda c: drops[c])
+    return worst, drops[worst]
 
 
 def latency_ms(report: dict, threads: int = 1, batch: int = 1) -> float:
@@ -64,30 +88,38 @@ def latency_ms(report: dict, threads: int = 1, batch: int = 1) -> float:
 
 
 def decide(
-    new: dict,
-    bundled: dict,
+    e2e: dict,
     latency: dict,
     budget_ms: float,
     min_gain_points: float = DEFAULT_MIN_GAIN_POINTS,
+    max_condition_drop_points: float = DEFAULT_MAX_CONDITION_DROP_POINTS,
 ) -> Verdict:
-    """Install only if ``new`` beats ``bundled`` by at least ``min_gain_points`` on the
-    same unseen photos and fits the latency budget. Ties and noise-sized gains do not
-    install: churn without a measured gain."""
-    new_acc, new_n = unseen_accuracy(new, "new model")
-    old_acc, old_n = unseen_accuracy(bundled, "bundled model")
+    """Install only if the candidate beats the bundled model end to end by at least
+    ``min_gain_points``, keeps its macro F1, stays robust and fits the latency budget.
+    Ties and noise-sized gains do not install: churn without a measured gain."""
+    new_acc, new_f1, new_n = e2e_scores(e2e, "candidate")
+    old_acc, old_f1, old_n = e2e_scores(e2e, "bundled")
     if new_n != old_n:
         raise ShipGateError(
-            f"the two reports count different unseen photos ({new_n} vs {old_n}): "
-            "evaluate both on the same data with the same --seen-in split"
+            f"the two models were scored on different photos ({new_n} vs {old_n}): "
+            "score both in one trainer.evaluate_e2e run"
         )
     ms = latency_ms(latency)
     why = []
     gain = (new_acc - old_acc) * 100
     if new_acc <= old_acc or gain < min_gain_points:
         why.append(
-            f"accuracy on the {new_n} val photos without a training copy, {new_acc:.4f}, "
+            f"end-to-end accuracy on the {new_n} in-the-wild photos, {new_acc:.4f}, "
             f"does not beat the bundled model's {old_acc:.4f} by {min_gain_points} points "
             f"(gain {gain:+.2f})"
+        )
+    if new_f1 < old_f1:
+        why.append(f"macro F1 {new_f1:.3f} is below the bundled model's {old_f1:.3f}")
+    worst = worst_condition(e2e, "candidate")
+    if worst is not None and worst[1] > max_condition_drop_points:
+        why.append(
+            f"camera condition {worst[0]} costs {worst[1]:.1f} accuracy points against "
+            f"clean faces (at most {max_condition_drop_points:g})"
         )
     if ms > budget_ms:
         why.append(f"{ms:.3f} ms per face on one thread is over the {budget_ms} ms budget")
@@ -95,8 +127,9 @@ def decide(
         return Verdict(False, "; ".join(why))
     return Verdict(
         True,
-        f"accuracy on the {new_n} val photos without a training copy {new_acc:.4f} > "
-        f"{old_acc:.4f} (gain {gain:+.2f} points), {ms:.3f} ms per face",
+        f"end-to-end accuracy on the {new_n} in-the-wild photos {new_acc:.4f} > "
+        f"{old_acc:.4f} (gain {gain:+.2f} points), macro F1 {new_f1:.3f} >= {old_f1:.3f}, "
+        f"{ms:.3f} ms per face",
     )
 
 
@@ -117,16 +150,22 @@ def main(argv: list[str] | None = None) -> int:
         "--min-gain-points",
         type=float,
         default=DEFAULT_MIN_GAIN_POINTS,
-        help="accuracy points the new model must gain on the unseen val photos",
+        help="end-to-end accuracy points the new model must gain",
+    )
+    ap.add_argument(
+        "--max-condition-drop-points",
+        type=float,
+        default=DEFAULT_MAX_CONDITION_DROP_POINTS,
+        help="most accuracy points any camera condition may cost against clean faces",
     )
     args = ap.parse_args(argv)
     try:
         verdict = decide(
-            _load(args.run / "eval_int8.json"),
-            _load(args.run / "eval_bundled.json"),
+            _load(args.run / "e2e.json"),
             _load(args.run / "latency_int8.json"),
             args.budget_ms,
             args.min_gain_points,
+            args.max_condition_drop_points,
         )
     except ShipGateError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,15 +10,20 @@ import pytest
 from trainer.ship_gate import ShipGateError, decide, main
 
 
-def _eval(overall: float, unseen: float, n_unseen: int = 3309) -> dict:
-    return {
-        "accuracy": overall,
-        "seen_in": {
-            "split": "train",
-            "seen": {"n": 280, "same_label": 273, "accuracy": 0.9},
-            "unseen": {"n": n_unseen, "accuracy": unseen},
-        },
-    }
+def _model(acc: float, f1: float, n: int = 2812) -> dict:
+    return {"items": n, "accuracy": acc, "macro_f1_present": f1}
+
+
+def _e2e(new: dict, old: dict, conditions: dict | None = None) -> dict:
+    report: dict = {"inthewild": {"models": {"candidate": new, "bundled": old}}}
+    if conditions is not None:
+        report["conditions"] = {
+            "models": {
+                "candidate": {c: {"accuracy": a} for c, a in conditions.items()},
+                "bundled": {c: {"accuracy": 0.5} for c in conditions},
+            }
+        }
+    return report
 
 
 def _latency(ms_1x1: float) -> dict:
@@ -30,63 +35,65 @@ def _latency(ms_1x1: float) -> dict:
     }
 
 
-def test_better_on_unseen_photos_and_fast_enough_installs() -> None:
-    v = decide(_eval(0.675, 0.668), _eval(0.671, 0.665), _latency(0.35), 0.5)
+def test_better_end_to_end_keeping_f1_and_fast_enough_installs() -> None:
+    v = decide(_e2e(_model(0.90, 0.60), _model(0.61, 0.33)), _latency(0.35), 0.5)
     assert v.install
-    assert "0.6680 > 0.6650" in v.reason and "0.350 ms" in v.reason
+    assert "0.9000 > 0.6100" in v.reason and "0.350 ms" in v.reason
 
 
-def test_memorised_val_copies_do_not_buy_the_slot() -> None:
-    # Higher on the full split only because it trained on copies of val photos.
-    v = decide(_eval(0.70, 0.660), _eval(0.675, 0.668), _latency(0.35), 0.5)
-    assert not v.install
-    assert "does not beat" in v.reason and "3309 val photos" in v.reason
+def test_accuracy_bought_with_the_rare_classes_does_not_install() -> None:
+    # More accurate (neutral and happy) but a lower macro F1: fear/sad/angry paid.
+    v = decide(_e2e(_model(0.92, 0.40), _model(0.88, 0.45)), _latency(0.35), 0.5)
+    assert not v.install and "macro F1 0.400 is below" in v.reason
 
 
-def test_a_tie_does_not_install() -> None:
-    assert not decide(_eval(0.68, 0.668), _eval(0.67, 0.668), _latency(0.3), 0.5).install
-
-
-def test_a_noise_sized_gain_does_not_install() -> None:
-    # seed002's real numbers: 0.6694 vs 0.6679 on 3,309 photos, i.e. 5 photos.
-    v = decide(_eval(0.6832, 0.6694), _eval(0.6748, 0.6679), _latency(0.467), 0.5)
-    assert not v.install and "by 0.3 points (gain +0.15)" in v.reason
+def test_a_tie_or_a_noise_sized_gain_does_not_install() -> None:
+    assert not decide(_e2e(_model(0.88, 0.5), _model(0.88, 0.5)), _latency(0.3), 0.5).install
+    v = decide(_e2e(_model(0.882, 0.5), _model(0.880, 0.5)), _latency(0.3), 0.5)
+    assert not v.install and "by 0.3 points (gain +0.20)" in v.reason
     # The margin is a parameter: with none, any strict gain installs.
-    assert decide(_eval(0.6832, 0.6694), _eval(0.6748, 0.6679), _latency(0.467), 0.5, 0.0).install
+    assert decide(_e2e(_model(0.882, 0.5), _model(0.880, 0.5)), _latency(0.3), 0.5, 0.0).install
 
 
-def test_over_the_latency_budget_does_not_install_and_both_reasons_are_given() -> None:
-    v = decide(_eval(0.6, 0.60), _eval(0.67, 0.668), _latency(0.76), 0.5)
+def test_a_camera_condition_that_breaks_the_model_does_not_install() -> None:
+    cond = {"clean": 0.80, "noise": 0.78, "eye_band": 0.65}
+    v = decide(_e2e(_model(0.9, 0.6), _model(0.6, 0.3), cond), _latency(0.3), 0.5)
+    assert not v.install and "eye_band costs 15.0 accuracy points" in v.reason
+    assert decide(
+        _e2e(_model(0.9, 0.6), _model(0.6, 0.3), cond), _latency(0.3), 0.5, 0.3, 20
+    ).install
+
+
+def test_over_the_latency_budget_does_not_install_and_every_reason_is_given() -> None:
+    v = decide(_e2e(_model(0.6, 0.3), _model(0.88, 0.45)), _latency(0.76), 0.5)
     assert not v.install
-    assert "does not beat" in v.reason and "0.760 ms per face" in v.reason
-    v = decide(_eval(0.7, 0.69), _eval(0.67, 0.668), _latency(0.76), 0.5)
+    assert "does not beat" in v.reason and "macro F1" in v.reason and "0.760 ms" in v.reason
+    v = decide(_e2e(_model(0.95, 0.6), _model(0.88, 0.45)), _latency(0.76), 0.5)
     assert not v.install and "does not beat" not in v.reason
 
 
 def test_reports_without_what_the_verdict_needs_are_refused_by_name() -> None:
-    no_seen = {"accuracy": 0.7}
-    with pytest.raises(ShipGateError, match=r"bundled model.*--seen-in train"):
-        decide(_eval(0.7, 0.69), no_seen, _latency(0.3), 0.5)
-    with pytest.raises(ShipGateError, match="different unseen photos"):
-        decide(_eval(0.7, 0.69, 3000), _eval(0.67, 0.668), _latency(0.3), 0.5)
+    with pytest.raises(ShipGateError, match=r"'bundled'.*trainer\.evaluate_e2e"):
+        decide({"inthewild": {"models": {"candidate": _model(0.9, 0.5)}}}, _latency(0.3), 0.5)
+    with pytest.raises(ShipGateError, match="different photos"):
+        decide(_e2e(_model(0.9, 0.5, 100), _model(0.8, 0.4)), _latency(0.3), 0.5)
     with pytest.raises(ShipGateError, match="threads=1 batch=1"):
-        decide(_eval(0.7, 0.69), _eval(0.67, 0.668), {"results": []}, 0.5)
+        decide(_e2e(_model(0.9, 0.5), _model(0.8, 0.4)), {"results": []}, 0.5)
 
 
-def _write(run: Path, new: dict, bundled: dict, latency: dict) -> None:
+def _write(run: Path, e2e: dict, latency: dict) -> None:
     run.mkdir(exist_ok=True)
-    (run / "eval_int8.json").write_text(json.dumps(new))
-    (run / "eval_bundled.json").write_text(json.dumps(bundled))
+    (run / "e2e.json").write_text(json.dumps(e2e))
     (run / "latency_int8.json").write_text(json.dumps(latency))
 
 
 def test_cli_exit_codes(tmp_path: Path, capsys) -> None:
-    _write(tmp_path, _eval(0.68, 0.67), _eval(0.67, 0.66), _latency(0.3))
+    _write(tmp_path, _e2e(_model(0.9, 0.6), _model(0.6, 0.3)), _latency(0.3))
     assert main([str(tmp_path)]) == 0
     assert main([str(tmp_path), "--budget-ms", "0.2"]) == 1
     assert "over the 0.2 ms budget" in capsys.readouterr().out
-    (tmp_path / "eval_bundled.json").write_text("{not json")
+    (tmp_path / "e2e.json").write_text("{not json")
     assert main([str(tmp_path)]) == 2
-    assert "eval_bundled.json is not a readable JSON report" in capsys.readouterr().err
+    assert "e2e.json is not a readable JSON report" in capsys.readouterr().err
     assert main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

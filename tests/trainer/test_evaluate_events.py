@@ -1,0 +1,94 @@
+"""False-event benchmark: counting rules on synthetic events, and a real replay.
+
+The replay builds clips from scikit-image's public-domain astronaut photo and runs them
+through the daemon's CameraAnalyzer with the bundled model (no shared data needed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from trainer import evaluate_events as ev
+from trainer.evaluate_e2e import E2EError
+
+
+def _event(kind: str, emotion: str, ts: float = 1.7e9 + 1.0, track: int = 1) -> ev.Event:
+    return ev.Event(
+        camera="clip",
+        type=kind,
+        track_id=track,
+        emotion=emotion,
+        confidence=0.9,
+        scores={},
+        bbox=(0.1, 0.1, 0.2, 0.2),
+        ts=ts,
+    )
+
+
+def test_neutral_report_counts_other_emotions_and_alerts_as_false() -> None:
+    ok = ev.ClipResult("neutral", [_event("start", "neutral"), _event("end", "neutral")])
+    flip = ev.ClipResult("neutral", [_event("start", "neutral"), _event("update", "sad")])
+    alert = ev.ClipResult("neutral", [_event("start", "neutral"), _event("alert", "angry")])
+    r = ev.neutral_report([ok, flip, alert], seconds=6.0)
+    assert (r["clips"], r["clips_with_false_event"]) == (3, 2)
+    assert (r["false_start_update"], r["false_alerts"]) == (1, 1)
+    assert r["false_per_minute"] == pytest.approx(2 / (3 * 6 / 60))
+    assert r["false_by_emotion"] == {"sad": 1}
+    assert r["neutral_reported"] == 3
+
+
+def test_expressive_report_measures_the_delay_of_the_labelled_emotion() -> None:
+    late = ev.ClipResult(
+        "happy",
+        [_event("start", "neutral", 1.7e9 + 0.5), _event("update", "happy", 1.7e9 + 2.0)],
+    )
+    quick = ev.ClipResult("happy", [_event("start", "happy", 1.7e9 + 1.0)])
+    never = ev.ClipResult("sad", [_event("start", "neutral", 1.7e9 + 1.0)])
+    r = ev.expressive_report([late, quick, never])
+    assert (r["clips"], r["reported"], r["first_event_right"]) == (3, 2, 1)
+    assert r["median_delay_s"] == pytest.approx(1.5)
+
+
+def test_grid_is_the_product_of_the_settings() -> None:
+    grid = ev._grid(["events.establish_s=0.5,1", "tracker.min_hits=2,3"])
+    assert len(grid) == 4 and {"events.establish_s": 1, "tracker.min_hits": 3} in grid
+    assert ev._grid([]) == [{}]
+    with pytest.raises(E2EError, match=r"section\.key"):
+        ev._grid(["establish_s=1"])
+
+
+def test_base_config_has_one_alert_per_non_neutral_emotion_and_takes_overrides() -> None:
+    cfg = ev.base_config({"events.establish_s": 1.5})
+    assert cfg.events.establish_s == 1.5
+    assert sorted(a.emotion for a in cfg.cameras[0].alerts) == sorted(
+        ["angry", "disgust", "fear", "happy", "sad", "surprise"]
+    )
+
+
+def test_replay_of_a_real_face_reports_one_track_and_its_events(tmp_path: Path, capsys) -> None:
+    from skimage import data
+
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[20:220, 130:330]
+    root = tmp_path / "inthewild"
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "a.png"), face)
+    cv2.imwrite(str(root / "images" / "b.png"), np.ascontiguousarray(face[:, ::-1]))
+    (root / "labels.csv").write_text("file,emotion,person\na.png,neutral,p\nb.png,happy,p\n")
+    rc = ev.main(["fast", "--data", str(tmp_path), "--seconds", "3", "--fps", "10", "--json"])
+    assert rc == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["neutral"]["clips"] == 1 and run["expressive"]["clips"] == 1
+    # A held face must be reported once (start), whatever the emotion the model names.
+    n = run["neutral"]
+    assert n["neutral_reported"] + n["false_start_update"] >= 1
+
+
+def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
+    assert ev.main(["--seconds", "0"]) == 2
+    assert ev.main(["--data", str(tmp_path)]) == 2
+    assert "labels.csv" in capsys.readouterr().err
