@@ -106,6 +106,14 @@ def decode(
     if not len(keep):
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
     r = raw_boxes.reshape(len(logits), -1)[keep, :4]
+    # A box must have a finite, positive width and height: a regressor output of zero,
+    # negative, NaN or infinite size is no face, and a zero-area box has IoU 0 with
+    # itself, which once kept weighted NMS from ever removing it.
+    ok = np.isfinite(r).all(axis=1) & (r[:, 2] > 0) & (r[:, 3] > 0)
+    if not ok.all():
+        keep, r = keep[ok], r[ok]
+        if not len(keep):
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
     centre = anchors[keep] * input_size + r[:, :2]
     half = r[:, 2:4] / 2
     return np.concatenate([centre - half, centre + half], axis=1), scores[keep]
@@ -127,13 +135,19 @@ def weighted_nms(
     while len(remaining):
         top = remaining[0]
         overlap = iou_matrix(boxes[top], boxes[remaining])[0]
-        members = remaining[overlap > iou_threshold]
-        members = members if len(members) else remaining[:1]
+        # The top box always joins (and leaves with) its own cluster, whatever its IoU
+        # with itself (0 for a degenerate box): every pass removes at least one box, so
+        # the loop ends after at most len(scores) passes by construction.
+        joins = overlap > iou_threshold
+        joins[0] = True
+        members = remaining[joins]
         w = scores[members]
-        out_boxes.append((boxes[members] * w[:, None]).sum(axis=0) / w.sum())
+        total = float(w.sum())
+        merged = (boxes[members] * w[:, None]).sum(axis=0) / total if total > 0 else boxes[top]
+        out_boxes.append(merged)
         out_scores.append(scores[top])
-        remaining = remaining[overlap <= iou_threshold]
-    return np.array(out_boxes, np.float32), np.array(out_scores, np.float32)
+        remaining = remaining[~joins]
+    return np.array(out_boxes, np.float32).reshape(-1, 4), np.array(out_scores, np.float32)
 
 
 @dataclass(frozen=True)

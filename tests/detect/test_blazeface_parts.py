@@ -61,3 +61,67 @@ def test_letterbox_maps_frame_pixels_into_the_tensor(shape: tuple[int, int]) -> 
     assert np.allclose(inside[..., 0], 1.0) and np.allclose(inside[..., 1:], -1.0)  # RGB
     if px or py:
         assert np.all(out[0, 0] == -1.0) and np.all(out[-1, -1] == -1.0)
+
+
+# --------------------------------------------------- degenerate and random raw outputs
+# (robustness round 2, item 1: a zero-size box once kept weighted NMS looping forever)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+def test_decode_drops_boxes_without_a_positive_finite_size() -> None:
+    spec = SPECS["short_range"]
+    anchors = ssd_anchors(spec)
+    raw = np.zeros((spec.num_boxes, 16), np.float32)
+    logits = np.full(spec.num_boxes, -10.0, np.float32)
+    sizes = [(20, 30), (0, 30), (20, -1), (np.nan, 5), (np.inf, 5), (10, 10)]
+    for i, (w, h) in enumerate(sizes):
+        raw[i, 2:4] = (w, h)
+        logits[i] = 3.0
+    boxes, scores = decode(raw, logits, anchors, spec.input_size, 0.5)
+    assert len(boxes) == len(scores) == 2
+    assert np.isfinite(boxes).all()
+    assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
+
+
+def test_weighted_nms_ends_on_degenerate_boxes() -> None:
+    # Before the fix this never returned: a zero-area top box has IoU 0 with itself.
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 9], [0, 0, 10, 10]], np.float32)
+    out, scores = weighted_nms(boxes, np.array([0.9, 0.8, 0.7], np.float32))
+    assert len(out) == 3 and scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+
+
+_finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
+_any = st.floats(width=32)  # NaN and +-inf included
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=arrays(np.float32, (896, 16), elements=_any),
+    logits=arrays(np.float32, (896,), elements=st.floats(-20, 20, width=32)),
+)
+def test_decode_and_nms_of_any_raw_output_terminate_with_sane_boxes(raw, logits) -> None:
+    spec = SPECS["short_range"]
+    boxes, scores = decode(raw, logits, ssd_anchors(spec), spec.input_size, 0.5)
+    assert np.isfinite(boxes).all()
+    out, out_scores = weighted_nms(boxes, scores)
+    assert len(out) == len(out_scores) <= len(boxes)
+    assert out.shape[1:] == (4,)
+    assert np.isfinite(out).all() and ((out_scores >= 0.5) & (out_scores <= 1)).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    boxes=arrays(np.float32, st.tuples(st.integers(0, 40), st.just(4)), elements=_finite),
+    data=st.data(),
+)
+def test_weighted_nms_of_any_boxes_terminates_and_keeps_each_top_score(boxes, data) -> None:
+    n = len(boxes)
+    scores = data.draw(arrays(np.float32, (n,), elements=st.floats(0.015625, 1, width=32)))
+    out, out_scores = weighted_nms(boxes, scores)
+    assert 1 <= len(out) <= n if n else len(out) == 0
+    assert out.shape == (len(out_scores), 4)
+    if n:
+        assert out_scores[0] == pytest.approx(scores.max())
