@@ -13,6 +13,7 @@ face with its mirror image, so the daemon's own mirrored pass is skipped).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -43,6 +44,10 @@ class ModelContract:
             raise ModelContractError(f"input_size must be 8..512, got {self.input_size}")
         if self.color not in ("gray", "rgb", "bgr"):
             raise ModelContractError(f"color must be gray, rgb or bgr, got {self.color!r}")
+        for key in ("mean", "std", "temperature", "crop_margin"):
+            # NaN passes every comparison below and then turns every probability into NaN.
+            if not math.isfinite(getattr(self, key)):
+                raise ModelContractError(f"{key} must be a finite number, got {getattr(self, key)}")
         if self.std <= 0:
             raise ModelContractError(f"std must be > 0, got {self.std}")
         if self.output not in ("logits", "probs"):

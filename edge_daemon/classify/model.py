@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_daemon.labels import FER_LABELS
 from edge_daemon.modelmeta import ModelContract, ModelContractError
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,14 @@ class EmotionModel:
             self.contract = ModelContract.from_metadata(meta)
         except ModelContractError as exc:
             raise ModelLoadError(f"{path}: {exc}") from exc
+        unknown = [lab for lab in self.contract.labels if lab not in FER_LABELS]
+        if unknown:
+            # Labels are matched by name (any order, any subset of the seven), but an
+            # event can only name one of the seven emotions its schema publishes.
+            raise ModelLoadError(
+                f"{path}: labels {unknown} are not emotions the daemon publishes "
+                f"({', '.join(FER_LABELS)}); export the model with those class names"
+            )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ModelLoadError(f"{path}: expected one input and one output")

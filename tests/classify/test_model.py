@@ -45,7 +45,9 @@ def test_accurate_bundled_model_is_a_two_member_ensemble_with_the_same_contract(
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-5)
 
 
-def _linear_model(path: Path, tta: str | None = None) -> Path:
+def _linear_model(
+    path: Path, tta: str | None = None, meta_overrides: dict[str, str] | None = None
+) -> Path:
     """Flatten -> MatMul with random weights: a model that is not mirror-symmetric."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -66,6 +68,7 @@ def _linear_model(path: Path, tta: str | None = None) -> Path:
     meta = ModelContract(labels=FER_LABELS).to_metadata()
     if tta is not None:
         meta["tta"] = tta
+    meta.update(meta_overrides or {})
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
     onnx.save(model, str(path))
@@ -97,3 +100,25 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_cpu_provider_is_always_available() -> None:
     assert choose_providers("auto")[-1] == "CPUExecutionProvider"
     assert choose_providers("cpu") == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("key", ["mean", "std", "temperature", "crop_margin"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_preprocessing_metadata_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    # NaN passed "std > 0"-style checks and made every probability NaN.
+    path = _linear_model(tmp_path / "m.onnx", meta_overrides={key: value})
+    with pytest.raises(ModelLoadError, match=f"{key} must be a finite number"):
+        EmotionModel(path)
+
+
+def test_labels_the_events_cannot_name_are_refused_at_load(tmp_path: Path) -> None:
+    import json
+
+    labels = ["anger", "disgust", "fear", "joy", "sad", "surprise", "neutral"]
+    path = _linear_model(tmp_path / "m.onnx", meta_overrides={"labels": json.dumps(labels)})
+    with pytest.raises(ModelLoadError, match=r"\['anger', 'joy'\] are not emotions"):
+        EmotionModel(path)
+    # The seven names in another order are fine: labels are matched by name.
+    shuffled = json.dumps(list(reversed(FER_LABELS)))
+    m = EmotionModel(_linear_model(tmp_path / "r.onnx", meta_overrides={"labels": shuffled}))
+    assert m.labels == tuple(reversed(FER_LABELS))
