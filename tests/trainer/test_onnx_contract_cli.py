@@ -228,7 +228,8 @@ def test_evaluate_refuses_mismatched_label_names(tmp_path: Path, capsys) -> None
     data = _eval_npz(tmp_path / "val.npz")
     assert evaluate.main([str(model), "--data", str(data)]) == 2
     err = capsys.readouterr().err
-    assert "by name" in err and "'anger'" in err and "'angry'" in err
+    # Refused at load now, before evaluation: the daemon could not publish 'anger'.
+    assert "'anger'" in err and "not emotions the daemon publishes" in err and "angry" in err
 
 
 def test_evaluate_seen_in_splits_accuracy_by_training_copies(tmp_path: Path, capsys) -> None:
