@@ -170,11 +170,17 @@ class CameraAnalyzer:
         return self.policy.update(now_mono, self._last_wall, self._size, upd.tracks, upd.ended)
 
     def flush(self) -> list[Event]:
-        """End every track (stream ended or shutting down)."""
+        """End every track (stream ended or shutting down) at the last frame's time.
+
+        The tracks were last seen then at the latest: ending them by advancing the clock
+        past ``max_missed_s`` (as before) stamped every ``end`` event about a second in
+        the future and inflated its ``duration_s`` by as much.
+        """
         if not self._frames_seen:
             return []
-        later = self._last_mono + self.tracker_params.max_missed_s + 1e-3
-        return self.expire(later)
+        ended = self.tracker.reset()
+        self.last_tracks = ()
+        return self.policy.update(self._last_mono, self._last_wall, self._size, [], ended)
 
     def active_tracks(self) -> list[dict[str, Any]]:
         return [

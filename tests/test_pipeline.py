@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from skimage import data
 
 from edge_daemon.classify.model import EmotionModel
@@ -77,7 +78,14 @@ def test_flush_ends_open_tracks() -> None:
         fs = frames(40)[:15]  # face still visible at the end
         events = [e for f in fs for e in an.process(f)]
         assert not any(e.type == "end" for e in events)
-        assert [e.type for e in an.flush()] == ["end"]
+        flushed = an.flush()
+        assert [e.type for e in flushed] == ["end"]
+        # Stamped when the face was last seen (the last frame), not a second later, and
+        # the duration runs from the start event to then.
+        start = next(e for e in events if e.type == "start")
+        assert flushed[0].ts == pytest.approx(fs[-1].ts)
+        assert flushed[0].extra["duration_s"] == pytest.approx(fs[-1].ts - start.ts, abs=1e-3)
+        assert an.last_tracks == ()
     finally:
         an.close()
 
