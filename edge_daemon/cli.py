@@ -97,6 +97,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def printable(text: str) -> str:
+    """``text`` with every control character escaped (``\\x1b``, ``\\n``...).
+
+    Anyone who can publish to the broker chooses these strings: printed raw, an escape
+    sequence could rewrite the operator's terminal (title, colours, cursor, clipboard).
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
 
@@ -123,19 +136,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         nonlocal count
         text = msg.payload.decode("utf-8", "replace")
+        topic_text = printable(msg.topic)
         if args.json or not msg.topic.endswith("/events"):
-            print(f"{msg.topic} {text}", flush=True)
+            print(f"{topic_text} {printable(text)}", flush=True)
         else:
             try:
                 e = json.loads(text)
-                extra = f" alert={e['alert']}" if "alert" in e else ""
+                extra = f" alert={printable(str(e['alert']))}" if "alert" in e else ""
+                camera, kind = printable(str(e["camera"])), printable(str(e["type"]))
+                emotion = printable(str(e["emotion"]))
                 print(
-                    f"{e['camera']:>12} #{e['seq']:<5} {e['type']:<6} track {e['track_id']:<4} "
-                    f"{e['emotion']:<8} {e['confidence']:.2f}{extra}",
+                    f"{camera:>12} #{e['seq']:<5} {kind:<6} track {e['track_id']:<4} "
+                    f"{emotion:<8} {float(e['confidence']):.2f}{extra}",
                     flush=True,
                 )
             except (ValueError, KeyError, TypeError):
-                print(f"{msg.topic} {text}", flush=True)
+                print(f"{topic_text} {printable(text)}", flush=True)
         count += 1
         if args.count and count >= args.count:
             done.set()

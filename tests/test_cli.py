@@ -23,10 +23,11 @@ def test_version() -> None:
     assert out.returncode == 0 and out.stdout.strip() == f"edge-daemon {__version__}"
 
 
-def test_watch_prints_events_from_the_broker(mosquitto: Any) -> None:
+def _watch_one(mosquitto: Any, topic: str, payload: str, *flags: str) -> str:
+    """Run ``watch`` until it printed one message published to ``topic``; its stdout."""
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "edge_daemon", "watch",
+            sys.executable, "-m", "edge_daemon", "watch", *flags,
             "--port", str(mosquitto.port), "--count", "1", "--timeout", "20",
         ],
         stdout=subprocess.PIPE,
@@ -34,10 +35,6 @@ def test_watch_prints_events_from_the_broker(mosquitto: Any) -> None:
         text=True,
         cwd=REPO,
     )  # fmt: skip
-    event = {
-        "schema_version": 1, "type": "start", "camera": "door", "track_id": 4,
-        "emotion": "happy", "confidence": 0.9, "scores": {}, "bbox": {}, "ts": 1.0, "seq": 7,
-    }  # fmt: skip
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect("127.0.0.1", mosquitto.port)
     pub.loop_start()
@@ -45,14 +42,35 @@ def test_watch_prints_events_from_the_broker(mosquitto: Any) -> None:
         deadline = time.monotonic() + 20
         # Publish until the watcher (which may still be subscribing) has seen one.
         while proc.poll() is None and time.monotonic() < deadline:
-            pub.publish("edge/door/events", json.dumps(event), qos=1).wait_for_publish(2)
+            pub.publish(topic, payload, qos=1).wait_for_publish(2)
             time.sleep(0.3)
         out, err = proc.communicate(timeout=10)
     finally:
         pub.loop_stop()
         pub.disconnect()
     assert proc.returncode == 0, err
+    return out
+
+
+EVENT = {
+    "schema_version": 1, "type": "start", "camera": "door", "track_id": 4,
+    "emotion": "happy", "confidence": 0.9, "scores": {}, "bbox": {}, "ts": 1.0, "seq": 7,
+}  # fmt: skip
+
+
+def test_watch_prints_events_from_the_broker(mosquitto: Any) -> None:
+    out = _watch_one(mosquitto, "edge/door/events", json.dumps(EVENT))
     assert "door" in out and "#7" in out and "start" in out and "happy" in out
+
+
+def test_watch_escapes_control_characters_a_publisher_sends(mosquitto: Any) -> None:
+    # Anyone who may publish could otherwise retitle or repaint the operator's terminal.
+    hostile = "\x1b]0;pwned\x07\x1b[2J"
+    out = _watch_one(mosquitto, "edge/door/events", json.dumps({**EVENT, "emotion": hostile}))
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07" in out
+    out = _watch_one(mosquitto, "edge/door/state", "raw " + hostile, "--all")
+    assert "\x1b" not in out and "raw \\x1b]0;pwned" in out
 
 
 def test_watch_without_broker_says_how_to_fix(tmp_path: Path) -> None:
