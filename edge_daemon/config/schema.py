@@ -343,7 +343,8 @@ class MqttConfig(StrictModel):
         "edge",
         min_length=1,
         max_length=128,
-        description="first topic level(s); no '#', '+', no leading/trailing '/'",
+        description="first topic level(s); no '#', '+', empty levels, leading '$' or "
+        "leading/trailing '/'",
     )
     qos: Literal[0, 1, 2] = Field(1, description="QoS of event messages")
     outbox_max: int = Field(
@@ -362,6 +363,9 @@ class MqttConfig(StrictModel):
             raise _value_error("must not contain NUL characters")
         if "#" in value or "+" in value:
             raise _value_error(f"must not contain MQTT wildcards '#' or '+' (got {_short(value)})")
+        if value.startswith("$"):
+            # Brokers reserve $-topics ($SYS...) and deny client publishes to them.
+            raise _value_error(f"must not start with '$': brokers reserve it (got {_short(value)})")
         if value.startswith("/") or value.endswith("/"):
             raise _value_error(f"must not start or end with '/' (got {_short(value)})")
         if "//" in value:

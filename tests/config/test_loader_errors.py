@@ -227,6 +227,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not start or end with '/'",
     ),
     (
+        "topic-prefix-dollar",
+        CAM + "mqtt:\n  topic_prefix: $SYS/edge # <--\n",
+        "mqtt.topic_prefix",
+        "must not start with '$'",
+    ),
+    (
+        "topic-prefix-empty-level",
+        CAM + "mqtt:\n  topic_prefix: a//b # <--\n",
+        "mqtt.topic_prefix",
+        "empty topic levels",
+    ),
+    (
         "topic-prefix-empty",
         CAM + "mqtt:\n  topic_prefix: '' # <--\n",
         "mqtt.topic_prefix",
