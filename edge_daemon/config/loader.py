@@ -90,6 +90,43 @@ class _Invalid(Exception):
 # --------------------------------------------------------------------------- public API
 
 
+#: Largest config file read, in bytes. A real config is a few kB; the cap keeps a wrong
+#: path (a log, /dev/zero, a disk image) from being read into memory whole.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NotAConfigFile(Exception):
+    """The path exists but is no regular file of sane size; the message says what."""
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing devices, FIFOs and sockets and files over the cap.
+
+    Opened with ``O_NONBLOCK`` so that a FIFO nobody writes to cannot hang the open;
+    the type is checked on the open descriptor (no race with a rename in between).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotAConfigFile("is not a regular file (a device, FIFO or socket)")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise _NotAConfigFile(
+                f"is {st.st_size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}"
+            )
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:  # grew while being read
+        raise _NotAConfigFile(f"is over {MAX_CONFIG_BYTES:,} bytes")
+    return raw
+
+
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> AppConfig:
     """Load and validate a YAML config file.
 
@@ -100,7 +137,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ap
     name = str(path)
     file_path = Path(path)
     try:
-        raw = file_path.read_bytes()
+        raw = _read_config_bytes(file_path)
+    except _NotAConfigFile as exc:
+        raise _error(name, None, "", str(exc)) from None
     except FileNotFoundError:
         problem = f"file not found ({Path(os.path.abspath(file_path))})"
     except IsADirectoryError:
@@ -460,8 +499,14 @@ def _substitute_string(
 # --------------------------------------------------------------------------- errors
 
 
+#: Problems reported per file: past this a file is not a config with a few typos, and
+#: ten thousand lines of errors help nobody.
+MAX_ISSUES = 50
+
+
 def _issues_from_validation(exc: ValidationError, file: str, root: Node) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
+    seen: set[ConfigIssue] = set()
     for err in exc.errors(include_url=False):
         loc: Loc = tuple(err["loc"])
         kind = err["type"]
@@ -475,9 +520,15 @@ def _issues_from_validation(exc: ValidationError, file: str, root: Node) -> list
         path = _format_path(tuple(parts))
         message = _message(err, target, tuple(parts))
         issue = ConfigIssue(file, _line_for(root, tuple(parts)), path, message)
-        if issue not in issues:
+        if issue not in seen:  # a set: `in issues` made 10,000 errors a 30 s report
+            seen.add(issue)
             issues.append(issue)
-    return sorted(issues, key=lambda issue: issue.line or 0)
+    issues.sort(key=lambda issue: issue.line or 0)
+    if len(issues) > MAX_ISSUES:
+        more = len(issues) - MAX_ISSUES
+        issues = issues[:MAX_ISSUES]
+        issues.append(ConfigIssue(file, None, "", f"... and {more} more problems not shown"))
+    return issues
 
 
 @dataclass
@@ -557,16 +608,30 @@ def _format_path(parts: Loc) -> str:
     return out
 
 
+def _key_index(node: MappingNode) -> dict[str, tuple[Node, Node]]:
+    """``{key: (key node, value node)}`` of a mapping node, built once per node.
+
+    Looking keys up by scanning made every error a pass over its mapping: 10,000
+    unknown keys took about 30 s to report. The index lives on the node itself, so it
+    goes when the parsed tree does.
+    """
+    index: dict[str, tuple[Node, Node]] | None = getattr(node, "_edge_key_index", None)
+    if index is None:
+        index = {}
+        for key, value in node.value:  # last match wins, as in the constructed data
+            if isinstance(key, ScalarNode):
+                index[key.value] = (key, value)
+        node._edge_key_index = index  # type: ignore[attr-defined]
+    return index
+
+
 def _line_for(root: Node, parts: Loc) -> int | None:
     """The line of the deepest key of ``parts`` present in the YAML node tree."""
     node = root
     line = root.start_mark.line + 1
     for part in parts:
         if isinstance(node, MappingNode):
-            found: tuple[Node, Node] | None = None
-            for key, value in node.value:  # last match wins, as in the constructed data
-                if isinstance(key, ScalarNode) and key.value == str(part):
-                    found = (key, value)
+            found = _key_index(node).get(str(part))
             if found is None:
                 break
             line = found[0].start_mark.line + 1

@@ -495,3 +495,44 @@ def test_multiple_documents_are_rejected(tmp_path: Path) -> None:
         load_config_text(CAM + "---\n" + CAM, "c.yaml", base_dir=tmp_path)
     assert caught.value.errors[0].line == 4
     assert "single document" in caught.value.errors[0].message
+
+
+# ------------------------------------------- files that are no config (robustness round 2)
+
+
+def test_devices_fifos_and_huge_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    import os
+
+    from edge_daemon.config import load_config
+    from edge_daemon.config.loader import MAX_CONFIG_BYTES
+
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)  # nobody writes: reading it used to hang validate-config
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(MAX_CONFIG_BYTES + 1)  # sparse: no disk used
+    for path, message in [
+        ("/dev/zero", "is not a regular file"),  # used to die with a MemoryError traceback
+        (fifo, "is not a regular file"),
+        (big, f"a config file is at most {MAX_CONFIG_BYTES:,}"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        assert len(caught.value.errors) == 1 and message in caught.value.errors[0].message
+
+
+def test_ten_thousand_unknown_keys_report_fast_and_capped(tmp_path: Path) -> None:
+    import time
+
+    from edge_daemon.config.loader import MAX_ISSUES
+
+    text = CAM + "".join(f"k{i}: 1\n" for i in range(10_000))
+    t0 = time.process_time()
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, "c.yaml", base_dir=tmp_path)
+    # CPU time, not wall time: the quadratic versions took 30 s here, this about 1 s.
+    assert time.process_time() - t0 < 10
+    errors = caught.value.errors
+    assert len(errors) == MAX_ISSUES + 1
+    assert [e.line for e in errors[:2]] == [4, 5]
+    assert errors[-1].message == f"... and {10_000 - MAX_ISSUES} more problems not shown"
