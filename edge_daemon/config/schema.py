@@ -20,7 +20,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edge_daemon.labels import FER_LABELS
+from edge_daemon.redact import redact_url
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -109,19 +110,6 @@ def _short(value: object, limit: int = 80) -> str:
         return {None: "null", True: "true", False: "false"}[value]
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` -> ``rtsp://user:***@host/x`` (other URLs unchanged)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return url
 
 
 # --------------------------------------------------------------------------- paths
@@ -460,8 +448,13 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError for a non-numeric / out-of-range port
-    except ValueError as exc:
-        raise _value_error(f"is not a valid URL: {exc} (got {shown})") from None
+    except ValueError:
+        # Not the parser's message: it quotes the text it choked on, which can be the
+        # password of a URL it split in the wrong place.
+        raise _value_error(
+            f"is not a valid URL (a bad port, or a '[' without ']'; characters such as "
+            f"@ / ? # in a password must be percent-encoded) (got {shown})"
+        ) from None
     if not parts.hostname:
         raise _value_error(f"must include a host, e.g. {schemes[0]}://camera.local/ (got {shown})")
     return value

@@ -5,7 +5,8 @@ forever), :class:`FrameQueue` (bounded, drop-oldest) and the ``*Spec`` dataclass
 say what to open. :func:`open_source` gives direct access to a source for tools/tests.
 """
 
-from edge_daemon.sources.base import SourceEnded, SourceError, ThreadedSource, redact_url
+from edge_daemon.redact import redact_url
+from edge_daemon.sources.base import SourceEnded, SourceError, ThreadedSource
 from edge_daemon.sources.capture import CaptureStats, CaptureWorker, StatusCallback
 from edge_daemon.sources.factory import open_source
 from edge_daemon.sources.queue import FrameQueue

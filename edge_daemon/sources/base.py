@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,23 +47,6 @@ class Skipped:
 
     width: int
     height: int
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (URLs end up in logs and MQTT)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""  # kept percent-encoded, as in the original URL
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_daemon.sources.base import Pacer, Skipped, SourceEnded, SourceError, redact_url
+from edge_daemon.redact import redact_url
+from edge_daemon.sources.base import Pacer, Skipped, SourceEnded, SourceError
 from edge_daemon.sources.spec import FileSpec, RtspSpec, UsbSpec
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ import urllib.parse
 import cv2
 import numpy as np
 
-from edge_daemon.sources.base import SourceError, redact_url
+from edge_daemon.redact import redact_url
+from edge_daemon.sources.base import SourceError
 from edge_daemon.sources.spec import MjpegSpec
 
 log = logging.getLogger(__name__)

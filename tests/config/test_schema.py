@@ -18,7 +18,6 @@ from edge_daemon.config import (
     CameraConfig,
     SampleSource,
     StrictModel,
-    redact_url,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,19 +131,6 @@ def test_cross_field_rules_apply_from_code() -> None:
 def test_reconnect_max_equal_initial_is_fine() -> None:
     camera = CameraConfig(name="c", source=SampleSource(), reconnect_initial_s=5, reconnect_max_s=5)
     assert camera.reconnect_max_s == 5
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("rtsp://u:p@h:554/x", "rtsp://u:***@h:554/x"),
-        ("rtsp://u@h/x", "rtsp://u@h/x"),
-        ("http://h/x", "http://h/x"),
-        ("rtsp://[bad", "rtsp://[bad"),
-    ],
-)
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 def test_literal_fields_match_documented_values() -> None:

@@ -19,7 +19,6 @@ from edge_daemon.sources import (
     SourceError,
     UsbSpec,
     open_source,
-    redact_url,
     render_sample_frame,
 )
 from edge_daemon.sources.cv import merge_capture_options
@@ -52,19 +51,6 @@ def test_spec_normalisation() -> None:
     assert UsbSpec("2").device == 2
     assert UsbSpec("/dev/video3").device == "/dev/video3"
     assert FileSpec("a/b.mp4").path.name == "b.mp4"  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("rtsp://u:p@h:554/s?x=1", "rtsp://u:***@h:554/s?x=1"),
-        ("rtsp://h/s", "rtsp://h/s"),
-        ("http://u%40x:p%3Aw@[::1]:8080/v", "http://u%40x:***@[::1]:8080/v"),
-        ("rtsp://user@h/s", "rtsp://user@h/s"),
-    ],
-)
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 def test_merge_capture_options_keeps_user_options() -> None:
