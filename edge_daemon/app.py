@@ -76,7 +76,9 @@ def source_spec(cam: CameraConfig) -> SourceSpec:
     if s.type == "rtsp":
         return RtspSpec(url=s.url, transport=s.transport, open_timeout_s=s.open_timeout_s)
     if s.type == "mjpeg":
-        return MjpegSpec(url=s.url, open_timeout_s=s.open_timeout_s)
+        return MjpegSpec(
+            url=s.url, open_timeout_s=s.open_timeout_s, max_frame_side=s.max_frame_side
+        )
     if s.type == "sample":
         return SampleSpec(fps=s.fps, width=s.width, height=s.height)
     raise ValueError(f"unknown source type {s.type}")  # unreachable: the schema is closed

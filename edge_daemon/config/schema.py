@@ -519,6 +519,14 @@ class MjpegSource(StrictModel):
     open_timeout_s: float = Field(
         10, ge=0.5, le=120, description="give up opening the stream after this long"
     )
+    max_frame_side: int = Field(
+        4096,
+        ge=64,
+        le=16384,
+        description="frames wider or taller than this (pixels, as the JPEG header "
+        "declares) are refused before decoding and counted as decode failures: a few "
+        "hundred bytes can declare a 300 MB picture",
+    )
 
     @field_validator("url")
     @classmethod

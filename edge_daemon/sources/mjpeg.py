@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_daemon.redact import redact_url
 from edge_daemon.sources.base import SourceError
+from edge_daemon.sources.jpeg import jpeg_size
 from edge_daemon.sources.spec import MjpegSpec
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class MjpegBackend:
         self.spec = spec
         self.fps: float | None = None  # MJPEG over HTTP carries no frame rate
         self.decode_failures = 0
+        self.oversized = 0  # frames refused by max_frame_side (also in decode_failures)
         self._read_timeout_s = read_timeout_s
         self._conn: http.client.HTTPConnection | None = None
         self._resp: http.client.HTTPResponse | None = None
@@ -124,6 +126,27 @@ class MjpegBackend:
                 raise SourceError(
                     f"MJPEG stream {redact_url(self.spec.url)} broke: {_why(exc)}"
                 ) from exc
+            size = jpeg_size(data)
+            limit = self.spec.max_frame_side
+            if size is not None and max(size) > limit:
+                # Checked before decoding: a tiny file can declare a 300 MB picture.
+                self.decode_failures += 1
+                self.oversized += 1
+                if self.oversized == 1 or self.oversized % 100 == 0:
+                    log.warning(
+                        "%s: frame of %dx%d refused (max_frame_side %d), %d so far",
+                        self.describe(),
+                        *size,
+                        limit,
+                        self.oversized,
+                    )
+                consecutive += 1
+                if consecutive >= MAX_CONSECUTIVE_DECODE_FAILURES:
+                    raise SourceError(
+                        f"{self.describe()}: {consecutive} frames in a row are larger than "
+                        f"max_frame_side {limit} ({size[0]}x{size[1]})"
+                    )
+                continue
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if image is not None and image.size:
                 return image

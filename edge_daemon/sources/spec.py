@@ -85,10 +85,12 @@ class MjpegSpec:
 
     url: str
     open_timeout_s: float = 10.0
+    max_frame_side: int = 4096  # pixels; larger frames are refused before decoding
 
     def __post_init__(self) -> None:
         _check_url(self.url, ("http", "https"))
         _check_positive("mjpeg open_timeout_s", self.open_timeout_s)
+        _check_positive("mjpeg max_frame_side", self.max_frame_side)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class ServerOptions:
     status: int = 200
     content_type: str | None = None  # override
     fps: float = 30.0
+    bomb_every: int = 0  # every n-th part is a tiny JPEG declaring 10000x10000 pixels
 
 
 def jpeg(i: int) -> bytes:
@@ -45,6 +46,16 @@ def jpeg(i: int) -> bytes:
     ok, buf = cv2.imencode(".jpg", img)
     assert ok
     return buf.tobytes()
+
+
+def bomb(side: int = 10_000) -> bytes:
+    """A small JPEG whose frame header claims ``side`` x ``side`` pixels (300 MB decoded)."""
+    data = bytearray(jpeg(0))
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC2):  # walk the markers to the frame header
+        i += 2 + ((data[i + 2] << 8) | data[i + 3])
+    data[i + 5 : i + 9] = bytes([side >> 8, side & 255, side >> 8, side & 255])
+    return bytes(data)
 
 
 class MjpegServer:
@@ -82,6 +93,8 @@ class MjpegServer:
                         body = (
                             b"not a jpeg" * 10
                             if opts.bad_every and i % opts.bad_every == 1
+                            else bomb()
+                            if opts.bomb_every and i % opts.bomb_every == 1
                             else jpeg(i)
                         )
                         head = f"--{opts.boundary}\r\nContent-Type: image/jpeg\r\n"
@@ -155,6 +168,34 @@ def test_corrupt_parts_are_counted_and_skipped(mjpeg_server) -> None:
     frames, failures = read_frames(server.url(), 6)
     assert len(frames) == 6
     assert failures >= 2
+
+
+def test_jpeg_size_reads_the_frame_header() -> None:
+    from edge_daemon.sources.jpeg import jpeg_size
+
+    assert jpeg_size(jpeg(1)) == SIZE
+    assert jpeg_size(bomb(10_000)) == (10_000, 10_000)
+    for junk in (b"", b"not a jpeg", b"\xff\xd8", jpeg(1)[:20], b"\xff\xd8\xff\xd9"):
+        assert jpeg_size(junk) is None
+
+
+def test_decompression_bombs_are_refused_before_decoding(mjpeg_server) -> None:
+    # Before: each 10000x10000 frame was decoded (RSS +300 MB with one camera).
+    server = mjpeg_server(bomb_every=2)
+    src = open_source(MjpegSpec(server.url(), open_timeout_s=2.0), read_timeout_s=2.0)
+    try:
+        frames = []
+        deadline = time.monotonic() + 5
+        while len(frames) < 6 and time.monotonic() < deadline:
+            img = src.read(0.5)
+            if img is not None:
+                frames.append(img)
+        assert len(frames) == 6
+        assert all(f.shape == (SIZE[1], SIZE[0], 3) for f in frames)
+        backend = src._backend  # type: ignore[attr-defined]
+        assert backend.oversized >= 2 and src.decode_failures == backend.oversized
+    finally:
+        src.close()
 
 
 def test_basic_auth_is_sent_and_password_redacted(mjpeg_server) -> None:
