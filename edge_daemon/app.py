@@ -325,7 +325,9 @@ class App:
         )
         capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
         analyzer = CameraAnalyzer(cam, self.cfg, self.model, self._detectors())
-        pipeline = CameraPipeline(analyzer, queue, capture, self.publisher, stop, live)
+        pipeline = CameraPipeline(
+            analyzer, queue, capture, self.publisher, stop, live, cam.analysis_failing_s
+        )
         pipeline.start()  # consumer first, so no frame waits for it
         capture.start()
         return CameraRuntime(cam, queue, capture, pipeline, stop, live)

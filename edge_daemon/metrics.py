@@ -84,6 +84,8 @@ class PipelineMetrics:
     faces: int = 0
     events: int = 0
     events_not_queued: int = 0  # publisher refused (its queue full): counted, never silent
+    frame_errors: int = 0  # frames whose analysis raised: skipped, counted, logged
+    analysis_restarts: int = 0  # analyzer state rebuilt after failing for failing_s
     current_faces: int = 0
     current_tracks: int = 0
     latency_ms: Window = field(default_factory=Window)  # capture -> events handed over
@@ -155,6 +157,8 @@ class PipelineMetrics:
                 "tracks": self.current_tracks,
                 "events": self.events,
                 "events_not_queued": self.events_not_queued,
+                "frame_errors": self.frame_errors,
+                "analysis_restarts": self.analysis_restarts,
                 "latency_ms_p50": round(p50, 2),
                 "latency_ms_p99": round(p99, 2),
                 "detect_ms_p50": round(d50, 2),

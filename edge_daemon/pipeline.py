@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 QUEUE_WAIT_S = 0.25  # how long the pipeline blocks on its queue: bounds stop latency
 STATE_INTERVAL_S = 5.0  # retained state is refreshed at least this often (fps, tracks)
+FRAME_ERROR_LOG_S = 10.0  # at most one log line per this many seconds of failing frames
+RESTART_BACKOFF_INITIAL_S = 30.0  # an analysis restart waits this long before the next...
+RESTART_BACKOFF_MAX_S = 600.0  # ...doubling up to this while frames keep failing
 
 
 class EventSink(Protocol):
@@ -188,6 +191,24 @@ class CameraAnalyzer:
             for tid, emo, conf in self.policy.active_tracks()
         ]
 
+    def restart(self) -> list[Event]:
+        """Start the analysis afresh: every track ends (its ``end`` events are
+        returned), tracker and policy state are rebuilt; the detector and model stay."""
+        try:
+            events = self.flush()
+        except Exception as exc:  # the state being dropped may be what is at fault
+            log.error("%s: open tracks dropped without end events (%s)", self.camera, exc)
+            events = []
+        self.tracker = IouTracker(self.tracker_params, len(self.model.labels))
+        self.policy = EventPolicy(
+            self.camera, self.model.labels, self.policy.params, self.policy.alerts
+        )
+        self._last_detect_seq = None
+        self._unsettled = False
+        self.last_tracks = ()
+        self.last_boxes = np.zeros((0, 4), np.float32)
+        return events
+
     def close(self) -> None:
         self.detector.close()
 
@@ -215,6 +236,7 @@ class CameraPipeline(threading.Thread):
         sink: EventSink,
         stop: threading.Event,
         live: LiveSlot | None = None,
+        failing_s: float = 30.0,
     ) -> None:
         super().__init__(name=f"pipeline-{analyzer.camera}", daemon=True)
         self.analyzer = analyzer
@@ -230,6 +252,16 @@ class CameraPipeline(threading.Thread):
         self.heartbeat = 0.0
         self._last_state: tuple[Any, ...] | None = None
         self._last_state_t = 0.0
+        #: Seconds of failing frames, without one success, before the analysis restarts.
+        self.failing_s = failing_s
+        #: Why the last frame failed; None while frames are analysed.
+        self.analysis_error: str | None = None
+        self._failing_since: float | None = None
+        self._fails = 0
+        self._last_failure = 0.0
+        self._last_error_log = 0.0
+        self._backoff = RESTART_BACKOFF_INITIAL_S
+        self._next_restart = 0.0
 
     @property
     def camera(self) -> str:
@@ -247,18 +279,75 @@ class CameraPipeline(threading.Thread):
                     if self.capture.status is StreamStatus.ENDED and not self.queue.qsize():
                         self._emit(self.analyzer.flush())
                 else:
-                    self._emit(self.analyzer.process(frame))
-                    demand = self.capture.pixel_demand
-                    if self.analyzer.wants_every_frame != demand.is_set():
-                        (demand.set if self.analyzer.wants_every_frame else demand.clear)()
-                    if self.live is not None and frame.image is not None:
-                        self._update_live(frame)
+                    self._process(frame)
                 self._maybe_publish_state()
                 self.heartbeat = time.monotonic()
             self._emit(self.analyzer.flush())
             self._maybe_publish_state(force=True)
         finally:
             self.analyzer.close()
+
+    def _process(self, frame: Frame) -> None:
+        """One frame through the analyzer; a frame that fails is skipped, not fatal.
+
+        The broad ``except`` is the point: whatever one frame does (a NaN from the
+        model, a box the tracker rejects, a bug), the camera keeps running. Each failure
+        is counted (metrics, state) and logged, the first with its traceback and then
+        at most once per ``FRAME_ERROR_LOG_S``. Failures that keep recurring (no gap of
+        ``failing_s`` without one) for ``failing_s`` rebuild the analyzer's state (tracks
+        end, the policy starts afresh), at most once per backoff that doubles up to
+        ``RESTART_BACKOFF_MAX_S``; the state reports the error until ``failing_s`` pass
+        without a failure.
+        """
+        try:
+            self._emit(self.analyzer.process(frame))
+            demand = self.capture.pixel_demand
+            if self.analyzer.wants_every_frame != demand.is_set():
+                (demand.set if self.analyzer.wants_every_frame else demand.clear)()
+            if self.live is not None and frame.image is not None:
+                self._update_live(frame)
+        except Exception as exc:  # per-frame isolation, see the docstring
+            self._frame_failed(exc)
+        else:
+            # Recovered once no frame failed for failing_s: frames without faces succeed
+            # between failing ones, and must not hide a fault that recurs every second.
+            now = time.monotonic()
+            if self._failing_since is not None and now - self._last_failure > self.failing_s:
+                log.info("%s: frames analysed again after %d failures", self.camera, self._fails)
+                self._failing_since, self._fails = None, 0
+                self.analysis_error = None
+
+    def _frame_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        m = self.analyzer.metrics
+        m.frame_errors += 1
+        self._fails += 1
+        self.analysis_error = f"frame analysis failed: {type(exc).__name__}: {exc}"[:300]
+        if self._failing_since is None:
+            self._failing_since = now
+        self._last_failure = now
+        if now - self._last_error_log >= FRAME_ERROR_LOG_S:
+            first = self._last_error_log == 0.0
+            self._last_error_log = now
+            log.error(
+                "%s: %s (%d so far; the frame is skipped)",
+                self.camera,
+                self.analysis_error,
+                m.frame_errors,
+                exc_info=exc if first else None,
+            )
+        failing = now - self._failing_since
+        if failing >= self.failing_s and now >= self._next_restart:
+            log.error(
+                "%s: every frame failed for %.0f s: restarting the camera's analysis",
+                self.camera,
+                failing,
+            )
+            self._emit(self.analyzer.restart())
+            m.analysis_restarts += 1
+            self._next_restart = now + self._backoff
+            self._backoff = min(self._backoff * 2, RESTART_BACKOFF_MAX_S)
+            self._failing_since = now
 
     def _update_live(self, frame: Frame) -> None:
         # Only references and a few tuples: the JPEG work happens in the web threads,
@@ -295,6 +384,8 @@ class CameraPipeline(threading.Thread):
             "dropped_frames": self.queue.dropped,
             "reconnects": cap.reconnects,
             "faces": snap["faces"],
+            "frame_errors": snap["frame_errors"],
+            "analysis_error": self.analysis_error,
             "tracks": tracks,
             "dominant_emotion": dominant_emotion(tracks),
         }
@@ -302,7 +393,7 @@ class CameraPipeline(threading.Thread):
     def _maybe_publish_state(self, force: bool = False) -> None:
         # Cheap change key per frame; the full state (percentiles etc.) only when sent.
         tracks = tuple((t, e) for t, e, _ in self.analyzer.policy.active_tracks())
-        key = (self.capture.status, self.capture.last_error, tracks)
+        key = (self.capture.status, self.capture.last_error, self.analysis_error, tracks)
         now = time.monotonic()
         if force or key != self._last_state or now - self._last_state_t >= STATE_INTERVAL_S:
             self._last_state, self._last_state_t = key, now

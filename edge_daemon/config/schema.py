@@ -578,6 +578,15 @@ class CameraConfig(StrictModel):
     name: str = Field(..., pattern=NAME_PATTERN, description="unique name (used in MQTT topics)")
     enabled: bool = Field(True, description="false = keep the entry but do not open it")
     source: CameraSource = Field(..., description="where frames come from, chosen by `type`")
+    analysis_failing_s: float = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="a frame whose analysis fails is skipped and counted; when failures "
+        "keep recurring (no gap this long without one) for this many seconds, the "
+        "camera's tracks end and its analysis restarts (again at most every 30 s, "
+        "doubling to 10 min while it keeps failing)",
+    )
     stall_timeout_s: float = Field(
         10, ge=0.5, le=600, description="no frame for this long -> reopen the source"
     )

@@ -109,6 +109,12 @@ class DaemonCollector(Collector):
         events_lost = counter(
             "edge_camera_events_not_queued", "events refused because the publisher queue was full"
         )
+        frame_errors = counter(
+            "edge_camera_frame_errors", "frames whose analysis failed (skipped, logged)"
+        )
+        restarts = counter(
+            "edge_camera_analysis_restarts", "analysis restarted after failing frames for a while"
+        )
         hists = {
             "detect": HistogramMetricFamily(
                 "edge_detect_seconds", "face detection time per frame", labels=lab
@@ -136,10 +142,13 @@ class DaemonCollector(Collector):
             faces.add_metric(v, float(snap["faces_total"]))
             events.add_metric(v, float(snap["events"]))
             events_lost.add_metric(v, float(snap["events_not_queued"]))
+            frame_errors.add_metric(v, float(snap["frame_errors"]))
+            restarts.add_metric(v, float(snap["analysis_restarts"]))
             for key, h in cam.metrics.histograms().items():
                 _add_histogram(hists[key], v, h)
         yield from (up, cap_fps, proc_fps, faces_now, tracks_now, frames, analysed, dropped)
-        yield from (reconnects, decode_fail, faces, events, events_lost, *hists.values())
+        yield from (reconnects, decode_fail, faces, events, events_lost, frame_errors, restarts)
+        yield from hists.values()
 
         m = self._mqtt()
         if m:
