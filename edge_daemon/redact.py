@@ -71,7 +71,8 @@ def _userinfo_end(rest: str) -> int:
     return -1
 
 
-def _is_secret(name: str) -> bool:
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter of this name carries a secret (``pwd``, ``Api-Key``...)."""
     return re.sub(r"[-_]", "", name).lower() in SECRET_PARAMS
 
 
@@ -87,7 +88,7 @@ def redact_url(url: str) -> str:
         # Without a ':' the whole userinfo may be a token (https://TOKEN@host): hide it.
         rest = (f"{user}:{MASK}" if sep else MASK) + rest[at:]
     rest = _PARAM.sub(
-        lambda p: f"{p.group(1)}{p.group(2)}={MASK}" if _is_secret(p.group(2)) else p.group(0),
+        lambda p: f"{p.group(1)}{p.group(2)}={MASK}" if is_secret_param(p.group(2)) else p.group(0),
         rest,
     )
     return head + rest

@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from edge_daemon.config.schema import NAME_PATTERN, AppConfig, redact_url
+from edge_daemon.redact import is_secret_param
 
 __all__ = [
     "ConfigError",
@@ -788,7 +789,9 @@ def _message(err: Any, target: _Target, parts: Loc) -> str:
 
 # --------------------------------------------------------------------------- secrets
 
-_PURE_REF_RE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+# A value that is only a reference holds no secret: ${VAR} (no default) or
+# ${credential:NAME} (a systemd credential, read at start).
+_PURE_REF_RE = re.compile(r"^\$\{(?:[A-Za-z_][A-Za-z0-9_]*|credential:[A-Za-z0-9_.@-]+)\}$")
 
 
 def _is_secret_value(value: Any) -> bool:
@@ -798,7 +801,9 @@ def _is_secret_value(value: Any) -> bool:
 
 
 def _holds_secret(text: str) -> bool:
-    """True when the YAML text contains a literal password (not just a ${VAR})."""
+    """True when the YAML text contains a literal secret: an MQTT password, a live-view
+    or metrics token, a camera URL's password or secret query parameter (not just a
+    ``${VAR}`` or ``${credential:NAME}`` reference)."""
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, TypeError, RecursionError):
@@ -811,6 +816,10 @@ def _holds_secret(text: str) -> bool:
     mqtt = data.get("mqtt")
     if isinstance(mqtt, dict) and _is_secret_value(mqtt.get("password")):
         return True
+    for section in ("live_view", "metrics"):  # their access tokens
+        sec = data.get(section)
+        if isinstance(sec, dict) and _is_secret_value(sec.get("token")):
+            return True
     cameras = data.get("cameras")
     for camera in cameras if isinstance(cameras, list) else []:
         source = camera.get("source") if isinstance(camera, dict) else None
@@ -820,4 +829,8 @@ def _holds_secret(text: str) -> bool:
             userinfo, at, _ = netloc.rpartition("@")
             if at and ":" in userinfo and _is_secret_value(userinfo.partition(":")[2]):
                 return True
+            for param in re.split(r"[&;]", url.partition("?")[2].partition("#")[0]):
+                name, eq, value = param.partition("=")
+                if eq and is_secret_param(name) and _is_secret_value(value):
+                    return True  # ?pwd=..., ?token=...
     return False

@@ -318,6 +318,19 @@ def test_redacted_dict_without_password() -> None:
         ("cameras:\n  - {name: r, source: {type: rtsp, url: 'rtsp://a:b@h/x'}}\n", 0o644, True),
         ("cameras:\n  - {name: r, source: {type: rtsp, url: 'rtsp://a:${P}@h/x'}}\n", 0o644, False),
         ("mqtt:\n  password: hunter2\n  bad: [\n", 0o644, True),  # unparsable: still detected
+        # A systemd credential reference holds no secret (the warning fired for it).
+        (CAM + "mqtt: {password: '${credential:mqtt_password}'}\n", 0o644, False),
+        # Literal access tokens of the live view and the metrics endpoint (were missed).
+        (CAM + "live_view: {port: 8080, token: s3cret}\n", 0o644, True),
+        (CAM + "metrics: {port: 9100, token: s3cret}\n", 0o644, True),
+        (CAM + "metrics: {port: 9100, token: '${credential:metrics}'}\n", 0o644, False),
+        # Credentials in a camera URL's query.
+        ("cameras:\n  - {name: m, source: {type: mjpeg, url: 'http://h/v?pwd=x'}}\n", 0o644, True),
+        (
+            "cameras:\n  - {name: m, source: {type: mjpeg, url: 'http://h/v?pwd=${P}'}}\n",
+            0o644,
+            False,
+        ),
     ],
 )
 def test_permission_warning(tmp_path: Path, text: str, mode: int, warns: bool) -> None:
