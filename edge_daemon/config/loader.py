@@ -478,6 +478,19 @@ def _substitute_string(
             )
             return match.group(0)
         name, default = parsed.group(1), parsed.group(2)
+        if default is not None and "${" in default:
+            # ${A:-${B}} used to become the literal text ${B} (the match ends at the
+            # first '}'): refuse it rather than guess.
+            issues.append(
+                ConfigIssue(
+                    file,
+                    _line_for(root, loc),
+                    _format_path(loc),
+                    f"nested variable reference in the default of ${{{name}:-...}} is not "
+                    "supported: give a literal default, or set the variable itself",
+                )
+            )
+            return match.group(0)
         current = env.get(name)
         if default is not None:
             return current if current else default

@@ -166,6 +166,16 @@ def test_all_unset_variables_are_reported() -> None:
     assert "A_UNSET" in caught.value.errors[0].message
 
 
+def test_nested_reference_in_a_default_is_refused_not_mangled() -> None:
+    # It used to load as the literal host "${B}".
+    text = CAM + "mqtt:\n  host: '${A_UNSET:-${B}}'\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, env={"B": "broker"})
+    (issue,) = caught.value.errors
+    assert (issue.path, issue.line) == ("mqtt.host", 5)
+    assert "nested variable reference" in issue.message
+
+
 def test_dollar_without_brace_is_left_alone() -> None:
     text = CAM + "mqtt: {password: 'pa$$word$x'}\n"
     password = load_config_text(text, env={}).mqtt.password
