@@ -344,6 +344,13 @@ class MqttConfig(StrictModel):
     stats_interval_s: float = Field(30, ge=1, le=3600, description="seconds between stats messages")
     publish_images: bool = Field(False, description="attach a JPEG face crop to events")
 
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> MqttConfig:
+        # The publisher refused this at `run` while `validate-config` said OK.
+        if self.password is not None and self.username is None:
+            raise _rule_error("mqtt.password is set but mqtt.username is not; set both", "password")
+        return self
+
     @field_validator("topic_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:

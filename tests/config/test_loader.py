@@ -177,7 +177,7 @@ def test_nested_reference_in_a_default_is_refused_not_mangled() -> None:
 
 
 def test_dollar_without_brace_is_left_alone() -> None:
-    text = CAM + "mqtt: {password: 'pa$$word$x'}\n"
+    text = CAM + "mqtt: {username: u, password: 'pa$$word$x'}\n"
     password = load_config_text(text, env={}).mqtt.password
     assert password is not None and password.get_secret_value() == "pa$$word$x"
 

@@ -227,6 +227,12 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not start or end with '/'",
     ),
     (
+        "password-without-username",
+        CAM + "mqtt:\n  password: x # <--\n",
+        "mqtt.password",
+        "mqtt.password is set but mqtt.username is not",
+    ),
+    (
         "topic-prefix-dollar",
         CAM + "mqtt:\n  topic_prefix: $SYS/edge # <--\n",
         "mqtt.topic_prefix",
