@@ -240,6 +240,7 @@ class App:
                 m.port,
                 m.token.get_secret_value() if m.token else None,
                 public_paths=("/healthz", "/readyz"),
+                allowed_hosts=tuple(m.allowed_hosts),
             )
             collector = DaemonCollector(
                 lambda: [rt.view() for rt in self.cameras],
@@ -252,7 +253,9 @@ class App:
             log.info("metrics on %s/metrics (health: /healthz, /readyz)%s", svc.url, m.exposure)
         if lv.enabled:
             token = lv.token.get_secret_value() if lv.token else None
-            svc = HttpService("live-view", lv.host, lv.port, token)
+            svc = HttpService(
+                "live-view", lv.host, lv.port, token, allowed_hosts=tuple(lv.allowed_hosts)
+            )
             self.live_view = LiveView(svc, self._live_cameras, lv.fps, lv.max_clients)
             svc.start()
             self.http.append(svc)

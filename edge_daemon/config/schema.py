@@ -391,6 +391,13 @@ class HttpEndpointConfig(StrictModel):
         description="if set, requests need ?token=... or 'Authorization: Bearer ...'; "
         "prefer ${VAR} or ${credential:NAME} over writing it here",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="host names clients may use to reach this endpoint, besides loopback "
+        "names, this machine's name and the address connected to (e.g. a reverse proxy's "
+        "or DNS name); other Host headers get 421, which stops DNS-rebinding pages",
+    )
 
     @property
     def exposure(self) -> str:

@@ -5,6 +5,14 @@ Each endpoint (metrics, live view) is one :class:`HttpService` with its own
 must not block longer than one response (streams check :attr:`HttpService.stopping`).
 A failure inside a handler is logged with its traceback (a bug, not a user mistake) and
 answered with 500; it never stops the server.
+
+Hostile or careless clients cannot hold it: every socket read and write times out after
+:data:`IO_TIMEOUT_S` (a half-sent request, or a viewer that stopped reading a stream,
+is dropped), at most :data:`MAX_CONNECTIONS` connections are served at once (more are
+closed at once and counted), and a request whose ``Host`` header names neither a
+loopback name, the address the client connected to, this machine's name nor one of
+``allowed_hosts`` is refused with 421: a web page the operator visits cannot read the
+live pictures through a DNS name that it rebinds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,6 +31,22 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
+
+#: Seconds a socket read or write may block before the connection is dropped.
+IO_TIMEOUT_S = 10.0
+#: Connections served at once per endpoint; more are closed on accept and counted.
+MAX_CONNECTIONS = 64
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
+
+
+def host_of(header: str) -> str:
+    """The host part of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``)."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    if value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
 
 
 class HttpStartError(RuntimeError):
@@ -73,9 +97,17 @@ class HttpService:
         port: int,
         token: str | None = None,
         public_paths: tuple[str, ...] = (),
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.host, self.port = host, port
+        names = {socket.gethostname(), socket.getfqdn()}
+        self._allowed_hosts = frozenset(
+            h.lower().rstrip(".") for h in (*_LOOPBACK_NAMES, *names, *allowed_hosts) if h
+        )
+        self.refused_connections = 0  # over MAX_CONNECTIONS
+        self.refused_hosts = 0  # Host header not allowed
+        self.timeouts = 0  # connections dropped by IO_TIMEOUT_S
         self._token = token
         self._public = public_paths  # reachable without the token (e.g. health probes)
         self._routes: dict[str, Route] = {}
@@ -101,6 +133,13 @@ class HttpService:
         class Handler(BaseHTTPRequestHandler):
             server_version = "edge-daemon"
             protocol_version = "HTTP/1.1"
+            timeout = IO_TIMEOUT_S  # socket.settimeout: every read and write
+
+            def log_error(self, format: str, *args: Any) -> None:
+                # http.server reports a read that timed out only through this hook.
+                if format.startswith("Request timed out"):
+                    service.timeouts += 1
+                log.debug("%s: %s %s", service.name, self.address_string(), format % args)
 
             def do_GET(self) -> None:
                 service._dispatch(self)
@@ -111,10 +150,29 @@ class HttpService:
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("%s: %s %s", service.name, self.address_string(), fmt % args)
 
+        active = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
         class Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
             address_family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                if not active.acquire(blocking=False):
+                    service.refused_connections += 1
+                    self.shutdown_request(request)
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    active.release()
+                    raise
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    active.release()
 
         try:
             self._server = Server((self.host, self.port), Handler)
@@ -149,10 +207,30 @@ class HttpService:
             given = auth.removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode(), self._token.encode())
 
+    def host_allowed(self, h: BaseHTTPRequestHandler) -> bool:
+        """Whether the request's ``Host`` names this service (see the module docstring)."""
+        header = h.headers.get("Host")
+        if header is None:
+            return h.request_version == "HTTP/1.0"  # 1.0 clients may omit it
+        host = host_of(header)
+        if host in self._allowed_hosts:
+            return True
+        with contextlib.suppress(OSError):
+            if host == str(h.connection.getsockname()[0]).lower():
+                return True  # the address the client connected to (bound to 0.0.0.0)
+        return False
+
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(h.path)
         req = Request(h, parts.path, parse_qs(parts.query))
         try:
+            if not self.host_allowed(h):
+                self.refused_hosts += 1
+                req.send_text(
+                    HTTPStatus.MISDIRECTED_REQUEST,
+                    "unknown Host: add it to allowed_hosts in the config to serve it\n",
+                )
+                return
             if parts.path not in self._public and not self._authorized(h, req.query):
                 req.send_text(
                     HTTPStatus.UNAUTHORIZED, "token required: add ?token=... to the URL\n"
@@ -165,7 +243,10 @@ class HttpService:
                 req.send_text(HTTPStatus.NOT_FOUND, "not found\n")
                 return
             fn(req)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except TimeoutError:
+            self.timeouts += 1  # a client that stopped reading (or sending): dropped
+            h.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away
         except Exception:
             log.exception("%s: error serving %s", self.name, parts.path)

@@ -152,7 +152,7 @@ def test_viewer_limit(live_app: Any) -> None:
     try:
         for _ in range(2):  # max_clients: 2
             s = socket.create_connection((host, int(port)), timeout=5)
-            s.sendall(b"GET /stream/door.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(f"GET /stream/door.mjpg HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             assert s.recv(64).startswith(b"HTTP/1.1 200")
             socks.append(s)
         assert http_get(url + "/stream/door.mjpg")[0] == 503
