@@ -309,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     except (EvaluateError, ModelLoadError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = format_report(report)
-    if args.json:
+    print_report(report, format_report(report), args.json)
+    return 0
+
+
+def print_report(report: dict, text: str, as_json: bool) -> None:
+    """The table on stdout, or (``--json``) the table on stderr and the JSON on stdout."""
+    if as_json:
         print(text, file=sys.stderr)
         print(json.dumps(report, indent=1))
     else:
         print(text)
-    return 0
 
 
 if __name__ == "__main__":

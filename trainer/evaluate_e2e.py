@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from edge_daemon.config.schema import BUNDLED_MODELS, DetectorConfig, ModelConfi
 from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
 from edge_daemon.labels import FER_LABELS
 from trainer.data import DataError, default_data_dir, load_ferplus_npz
-from trainer.evaluate import EvaluateError, label_columns
+from trainer.evaluate import EvaluateError, label_columns, print_report
 from trainer.metrics import confusion, expected_calibration_error, plot_confusion
 
 #: The in-the-wild photos are tight head shots: the canvas side is this many times the
@@ -534,12 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     except (E2EError, EvaluateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = format_report(report)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=1))
-    else:
-        print(text)
+    print_report(report, format_report(report), args.json)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from edge_daemon.labels import FER_LABELS
 from edge_daemon.pipeline import CameraAnalyzer
 from edge_daemon.types import Event, Frame
 from trainer.data import default_data_dir
+from trainer.evaluate import print_report
 from trainer.evaluate_e2e import E2EError, load_inthewild, place_in_frame, resolve_models
 
 DEFAULT_SECONDS = 8.0
@@ -325,12 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except E2EError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = format_report(report)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=1))
-    else:
-        print(text)
+    print_report(report, format_report(report), args.json)
     return 0
 
 
