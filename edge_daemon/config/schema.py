@@ -403,6 +403,17 @@ class HttpEndpointConfig(StrictModel):
         "or DNS name); other Host headers get 421, which stops DNS-rebinding pages",
     )
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (say ${LV_TOKEN:-} with the variable unset) matched an empty
+        # ?token= and so silently turned authentication off.
+        if value is not None and not value.get_secret_value().strip():
+            raise _value_error(
+                "is empty, which would turn authentication off; set a token or use null"
+            )
+        return value
+
     @property
     def exposure(self) -> str:
         return _loopback_note(self.host)

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 IO_TIMEOUT_S = 10.0
 #: Connections served at once per endpoint; more are closed on accept and counted.
 MAX_CONNECTIONS = 64
+_QUERY_RE = re.compile(r"\?\S*")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain"})
 
 
@@ -139,7 +141,8 @@ class HttpService:
                 # http.server reports a read that timed out only through this hook.
                 if format.startswith("Request timed out"):
                     service.timeouts += 1
-                log.debug("%s: %s %s", service.name, self.address_string(), format % args)
+                text = _QUERY_RE.sub(" ", format % args)
+                log.debug("%s: %s %s", service.name, self.address_string(), text)
 
             def do_GET(self) -> None:
                 service._dispatch(self)
@@ -148,7 +151,9 @@ class HttpService:
                 service._dispatch(self)
 
             def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("%s: %s %s", service.name, self.address_string(), fmt % args)
+                # Query strings can hold ?token=...: never in the log.
+                text = _QUERY_RE.sub(" ", fmt % args)
+                log.debug("%s: %s %s", service.name, self.address_string(), text)
 
         active = threading.BoundedSemaphore(MAX_CONNECTIONS)
 

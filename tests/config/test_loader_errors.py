@@ -227,6 +227,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not start or end with '/'",
     ),
     (
+        "live-view-empty-token",
+        CAM + "live_view:\n  token: '' # <--\n",
+        "live_view.token",
+        "is empty, which would turn authentication off",
+    ),
+    (
+        "metrics-blank-token",
+        CAM + "metrics:\n  token: '  ' # <--\n",
+        "metrics.token",
+        "is empty, which would turn authentication off",
+    ),
+    (
         "password-without-username",
         CAM + "mqtt:\n  password: x # <--\n",
         "mqtt.password",
@@ -335,7 +347,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "bundled-model-literal",
         CAM + "model:\n  bundled: precise # <--\n",
         "model.bundled",
-        "must be one of: fast, accurate, ferplus",
+        "must be one of: fast, ferplus, fer2013, accurate",
     ),
     (
         "model-path-and-bundled",

@@ -139,3 +139,16 @@ def test_a_stream_reader_that_stops_reading_is_dropped(monkeypatch: pytest.Monke
         s.close()
     finally:
         svc.stop()
+
+
+def test_query_strings_never_reach_the_access_log(
+    service: HttpService, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="edge_daemon.web.http"):
+        reply = _raw(service.port, b"GET /?token=s3cret HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "GET /" in logged and "s3cret" not in logged
