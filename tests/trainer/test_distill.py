@@ -65,7 +65,7 @@ def test_teachers_map_labels_by_name_and_average(tmp_path: Path) -> None:
     [
         ("missing", "does not exist"),
         ("big", "must read the student's 48x48 gray crops"),
-        ("names", "by name"),
+        ("names", "not emotions the daemon publishes"),  # refused at load
         ("weight", "distill.weight"),
         ("temperature", "distill.temperature"),
     ],
