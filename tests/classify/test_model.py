@@ -46,13 +46,18 @@ def test_accurate_bundled_model_is_a_two_member_ensemble_with_the_same_contract(
 
 
 def _linear_model(
-    path: Path, tta: str | None = None, meta_overrides: dict[str, str] | None = None
+    path: Path,
+    tta: str | None = None,
+    meta_overrides: dict[str, str] | None = None,
+    weights: np.ndarray | None = None,
 ) -> Path:
     """Flatten -> MatMul with random weights: a model that is not mirror-symmetric."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.random.default_rng(1).normal(0, 0.05, (48 * 48, 7)).astype(np.float32)
+    if weights is not None:
+        w = weights.astype(np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("Flatten", ["input"], ["flat"], axis=1),

@@ -10,33 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_daemon.labels import FER_LABELS
-from edge_daemon.modelmeta import ModelContract
+from tests.classify.test_model import _linear_model
 from tests.support.app import app_config, running_app, sample_camera
 
 
 def nan_model(path: Path) -> Path:
     """A valid model file (contract and shapes right) whose every output is NaN."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.full((48 * 48, 7), np.nan, np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "W"], ["logits"]),
-        ],
-        "nan",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 48, 48])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7])],
-        initializer=[numpy_helper.from_array(w, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for k, v in ModelContract(labels=FER_LABELS).to_metadata().items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
-    return path
+    return _linear_model(path, weights=np.full((48 * 48, 7), np.nan, np.float32))
 
 
 def _wait(predicate, timeout: float = 30.0) -> None:
