@@ -5,9 +5,11 @@ threads. :class:`ThreadedSource` runs a backend in its own daemon thread and off
 non-blocking contract the capture worker needs: ``read(timeout)`` waits at most
 ``timeout`` seconds, whatever the backend does. Running the blocking calls there
 (rather than in the worker) is what lets the worker honour ``stop`` within a second and
-detect a stall even when OpenCV/FFmpeg or a socket ignores its own timeout: a stuck
-backend thread is simply abandoned (it is a daemon and closes its handle if the call
-ever returns).
+detect a stall even when OpenCV/FFmpeg or a socket ignores its own timeout. Closing a
+source also calls the backend's ``interrupt()``, which unblocks whatever I/O the thread
+is in (a socket is shut down), so the thread and its handle end with the source instead
+of piling up at every reconnect; a backend that cannot be interrupted from outside
+(OpenCV's captures) bounds every call by its own timeouts instead.
 """
 
 from __future__ import annotations
@@ -121,6 +123,14 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def interrupt(self) -> None:
+        """Unblock the backend thread's current or next I/O call; from any thread.
+
+        Called by :meth:`ThreadedSource.close`. Must not raise, must return at once, and
+        must not release the handle itself (``close`` does that, in the backend thread).
+        """
+        ...
+
     def describe(self) -> str: ...
 
 
@@ -193,11 +203,16 @@ class ThreadedSource:
             raise self._failure
 
     def close(self) -> None:
-        """Ask the backend thread to stop and release its handle; does not wait."""
+        """Stop the backend thread and release its handle; does not wait.
+
+        The thread's blocking call is interrupted (see :meth:`Backend.interrupt`), so it
+        ends within moments rather than whenever the peer next sends something.
+        """
         with self._cond:
             self._closed = True
             self._cancel.set()
             self._cond.notify_all()
+        self._backend.interrupt()  # outside the lock: it may touch a socket
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the backend thread to finish (tests, orderly shutdown)."""

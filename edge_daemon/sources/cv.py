@@ -35,14 +35,40 @@ DECODER_THREADS = 1
 
 OPENCV_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 # OpenCV reads OPENCV_FFMPEG_CAPTURE_OPTIONS from the *process* environment each time an
-# FFmpeg capture is opened; there is no per-capture way to pass rtsp_transport in
-# OpenCV 4.14. We therefore set it, open, and restore it under this lock. Trade-offs:
-# RTSP opens are serialised (each may take up to its open timeout, so with several
-# unreachable cameras the others wait their turn), and setenv is not thread-safe against
-# a concurrent getenv in C code of other threads (we only open FFmpeg captures under the
-# lock ourselves; file captures ignore the option). A user-supplied value of the
-# variable is kept and only its rtsp_transport entry is overridden.
+# FFmpeg capture is opened, file or stream; there is no per-capture way to pass
+# rtsp_transport in OpenCV 4.14. So every FFmpeg open (``_open_ffmpeg``) holds this lock
+# and sets the variable to exactly the options meant for it: the user's own value plus,
+# for RTSP, its rtsp_transport. Trade-offs: FFmpeg opens are serialised (an RTSP open may
+# take up to its open timeout, so a file or another camera waits its turn), and setenv is
+# not thread-safe against a concurrent getenv in C code of other threads (nothing else in
+# the daemon opens FFmpeg captures). An open whose source was closed while it waited for
+# the lock gives up instead of opening a capture nobody will read.
 _ffmpeg_env_lock = threading.Lock()
+LOCK_POLL_S = 0.25  # how often a waiting open checks whether its source was closed
+
+
+def _open_ffmpeg(
+    target: str, params: list[int], cancel: threading.Event, what: str, **options: str
+) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(target, CAP_FFMPEG, params)`` seeing ``options`` and no others."""
+    while not _ffmpeg_env_lock.acquire(timeout=LOCK_POLL_S):
+        if cancel.is_set():
+            raise SourceError(f"{what}: closed while waiting to open")
+    try:
+        if cancel.is_set():
+            raise SourceError(f"{what}: closed while waiting to open")
+        previous = os.environ.get(OPENCV_FFMPEG_ENV)
+        if options:
+            os.environ[OPENCV_FFMPEG_ENV] = merge_capture_options(previous, **options)
+        try:
+            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        finally:
+            if previous is None:
+                os.environ.pop(OPENCV_FFMPEG_ENV, None)
+            else:
+                os.environ[OPENCV_FFMPEG_ENV] = previous
+    finally:
+        _ffmpeg_env_lock.release()
 
 
 def _fps_or_default(value: float, what: str) -> float:
@@ -108,6 +134,12 @@ class _CvBackend:
                     f"{self.describe()}: {consecutive} frames in a row failed to decode"
                 )
 
+    def interrupt(self) -> None:
+        # A VideoCapture may only be touched by its own thread; FFmpeg's interrupt
+        # callback bounds every open and read by the timeouts instead, and an open
+        # still waiting for the options lock sees the cancel event.
+        pass
+
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
@@ -126,7 +158,7 @@ class FileBackend(_CvBackend):
     def describe(self) -> str:
         return f"file {self.spec.path}"
 
-    def _open_capture(self) -> cv2.VideoCapture:
+    def _open_capture(self, cancel: threading.Event) -> cv2.VideoCapture:
         path = self.spec.path
         # Check the common mistakes first: FFmpeg's own message for them is just "can't
         # open", which does not tell the user what to fix.
@@ -138,7 +170,8 @@ class FileBackend(_CvBackend):
             raise SourceError(f"video file is empty (0 bytes): {path}", permanent=True)
         # CAP_FFMPEG explicitly: CAP_ANY could pick the image-sequence backend for
         # names containing '%' and behave differently from one machine to another.
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, DECODER_THREADS])
+        params = [cv2.CAP_PROP_N_THREADS, DECODER_THREADS]
+        cap = _open_ffmpeg(str(path), params, cancel, self.describe())
         if not cap.isOpened():
             cap.release()
             raise SourceError(
@@ -149,7 +182,7 @@ class FileBackend(_CvBackend):
         return cap
 
     def open(self, cancel: threading.Event) -> None:
-        self._cap = self._open_capture()
+        self._cap = self._open_capture(cancel)
         self.fps = _fps_or_default(self._cap.get(cv2.CAP_PROP_FPS), self.describe())
         self._pacer = Pacer(self.fps) if self.spec.realtime else None
         self._frames_this_pass = 0
@@ -173,7 +206,7 @@ class FileBackend(_CvBackend):
             # Reopen rather than seek to frame 0: seeking is unreliable for some
             # containers/codecs, and opening a local file costs milliseconds.
             self.close()
-            self._cap = self._open_capture()
+            self._cap = self._open_capture(cancel)
             self._frames_this_pass = 0
             if self._pacer is not None:
                 self._pacer.restart()
@@ -259,18 +292,9 @@ class RtspBackend(_CvBackend):
             cv2.CAP_PROP_N_THREADS,
             DECODER_THREADS,
         ]
-        with _ffmpeg_env_lock:
-            previous = os.environ.get(OPENCV_FFMPEG_ENV)
-            os.environ[OPENCV_FFMPEG_ENV] = merge_capture_options(
-                previous, rtsp_transport=self.spec.transport
-            )
-            try:
-                cap = cv2.VideoCapture(self.spec.url, cv2.CAP_FFMPEG, params)
-            finally:
-                if previous is None:
-                    os.environ.pop(OPENCV_FFMPEG_ENV, None)
-                else:
-                    os.environ[OPENCV_FFMPEG_ENV] = previous
+        cap = _open_ffmpeg(
+            self.spec.url, params, cancel, self.describe(), rtsp_transport=self.spec.transport
+        )
         if not cap.isOpened():
             cap.release()
             raise SourceError(

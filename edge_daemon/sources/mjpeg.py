@@ -3,15 +3,26 @@
 No FFmpeg involved: IP cameras' MJPEG streams are often slightly off-spec (boundary with
 or without leading dashes, missing Content-Length, preamble text), and a hand-written
 reader can be lenient about exactly those things while keeping hard socket timeouts.
+
+Deadlines. A socket timeout bounds one ``recv``, not a whole frame: a camera (or anything
+on its address) that trickles a byte a second never trips it. Total deadlines therefore
+come from above: the capture worker gives up when no frame arrived within ``open_timeout_s
++ stall_timeout_s`` of opening (response headers included) or ``stall_timeout_s`` after
+the last frame, and closing the source shuts the socket down (:meth:`MjpegBackend.
+interrupt`), which ends the blocked read at once. Within a part the reader also checks a
+deadline of ``read_timeout_s`` between lines, for callers without a worker.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.message
 import http.client
 import logging
+import socket
 import threading
+import time
 import urllib.parse
 
 import cv2
@@ -47,6 +58,12 @@ class MjpegBackend:
         self._resp: http.client.HTTPResponse | None = None
         self._boundary = b""
         self._at_headers = False  # True when the boundary line was already consumed
+        self._part_deadline = float("inf")  # monotonic; see the module docstring
+        # interrupt() runs in another thread: it may only see the socket under this lock,
+        # and once it has run no new socket may be connected.
+        self._io_lock = threading.Lock()
+        self._interrupted = False
+        self._sock: socket.socket | None = None
 
     def describe(self) -> str:
         return f"mjpeg {redact_url(self.spec.url)}"
@@ -65,6 +82,14 @@ class MjpegBackend:
         )
         conn = conn_cls(url.hostname, url.port, timeout=self.spec.open_timeout_s)
         self._conn = conn
+        try:
+            conn.connect()  # one bounded syscall (plus TLS); the reads after it are not
+        except (OSError, http.client.HTTPException) as exc:
+            raise SourceError(f"cannot connect to MJPEG stream {red}: {_why(exc)}") from exc
+        with self._io_lock:
+            if self._interrupted:
+                raise SourceError(f"MJPEG stream {red}: closed while connecting")
+            self._sock = conn.sock
         target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         headers = {"User-Agent": "edge-daemon", "Accept": "multipart/x-mixed-replace, */*"}
         if url.username is not None:
@@ -102,7 +127,20 @@ class MjpegBackend:
         if conn.sock is not None:
             conn.sock.settimeout(self._read_timeout_s)
 
+    def interrupt(self) -> None:
+        """Shut the socket down so that a read blocked in it returns now (EOF)."""
+        with self._io_lock:
+            self._interrupted = True
+            if self._sock is not None:
+                # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would
+                # change TLS state that the reading thread is using. OSError: the peer
+                # already closed it.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
     def close(self) -> None:
+        with self._io_lock:
+            self._sock = None  # interrupt() must not shut down a closed (reused) fd
         if self._resp is not None:
             self._resp.close()
             self._resp = None
@@ -158,6 +196,11 @@ class MjpegBackend:
 
     def _readline(self) -> bytes:
         assert self._resp is not None, "read() before open()"
+        if time.monotonic() > self._part_deadline:
+            raise SourceError(
+                f"MJPEG stream {redact_url(self.spec.url)}: no complete frame within "
+                f"{self._read_timeout_s:g} s"
+            )
         line = self._resp.readline(MAX_LINE_BYTES)
         if not line:
             raise SourceError(f"MJPEG stream {redact_url(self.spec.url)} closed by the server")
@@ -178,6 +221,7 @@ class MjpegBackend:
 
     def _read_part(self) -> bytes:
         """Bytes of the next part's body (normally one JPEG)."""
+        self._part_deadline = time.monotonic() + self._read_timeout_s
         if not self._at_headers:
             skipped = 0
             while True:

@@ -105,5 +105,8 @@ class SampleBackend:
         self._n += 1
         return render_sample_frame(self._picture, t, self.spec.width, self.spec.height)
 
+    def interrupt(self) -> None:
+        pass  # reads never block longer than one frame interval (the cancel event ends it)
+
     def close(self) -> None:
         self._picture = None

@@ -276,7 +276,7 @@ def test_file_decoder_uses_one_thread_per_camera(tmp_path: Path) -> None:
     from edge_daemon.sources.cv import DECODER_THREADS, FileBackend
 
     path = write_video(tmp_path / "v.mp4", 5)
-    cap = FileBackend(FileSpec(path=path))._open_capture()
+    cap = FileBackend(FileSpec(path=path))._open_capture(threading.Event())
     try:
         assert cap.get(cv2.CAP_PROP_N_THREADS) == DECODER_THREADS == 1
         ok, img = cap.read()

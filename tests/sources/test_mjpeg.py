@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,11 @@ class ServerOptions:
     content_type: str | None = None  # override
     fps: float = 30.0
     bomb_every: int = 0  # every n-th part is a tiny JPEG declaring 10000x10000 pixels
+    # "headers" or "body": trickle one byte every DRIP_S there, forever (a slowloris camera)
+    drip: str | None = None
+
+
+DRIP_S = 0.05
 
 
 def jpeg(i: int) -> bytes:
@@ -77,6 +83,9 @@ class MjpegServer:
                 if opts.status != 200:
                     self.send_error(opts.status)
                     return
+                if opts.drip is not None:
+                    self._drip(opts.drip)
+                    return
                 self.send_response(200)
                 ctype = opts.content_type or (
                     f"multipart/x-mixed-replace; boundary={opts.boundary}"
@@ -106,6 +115,23 @@ class MjpegServer:
                         time.sleep(1.0 / opts.fps)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _drip(self, phase: str) -> None:
+                # Every byte arrives well within the client's socket timeout, so no
+                # single recv ever times out: only a total deadline ends the wait.
+                try:
+                    if phase == "body":
+                        self.send_response(200)
+                        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=b")
+                        self.end_headers()
+                    else:
+                        self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+                    while not outer.closing.is_set():
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                        time.sleep(DRIP_S)
+                except OSError:
+                    pass  # the client hung up: what the test wants
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -258,6 +284,55 @@ def test_worker_online_stall_reconnect_and_recover(mjpeg_server) -> None:
         worker.join(3)
         assert not worker.is_alive() and time.monotonic() - t0 < 2.0
     assert events[-1] is StreamStatus.STOPPED
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def settle(condition: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
+@pytest.mark.parametrize("phase", ["headers", "body"])
+def test_closing_a_dripping_stream_ends_its_thread_and_socket(mjpeg_server, phase: str) -> None:
+    # Before: a camera that trickles bytes never trips the socket timeout, so each
+    # abandoned connection kept its reader thread and socket for ever (about 2,900
+    # threads per camera per day at the default backoff).
+    server = mjpeg_server(drip=phase)
+    spec = MjpegSpec(server.url(), open_timeout_s=0.3)
+    fds_before = open_fds()
+    for i in range(50):
+        src = open_source(spec, read_timeout_s=0.3, name="drip-reader")
+        assert src.read(0.15) is None  # bytes trickle in, no frame
+        src.close()
+        assert src.join(2.0), f"reader thread still blocked after close (connection {i})"
+    assert not [t for t in threading.enumerate() if t.name == "drip-reader"]
+    # The server's handler threads notice the hang-up at their next write.
+    assert settle(lambda: open_fds() <= fds_before + 2), (fds_before, open_fds())
+
+
+def test_worker_reconnects_a_dripping_camera_without_piling_up_threads(mjpeg_server) -> None:
+    server = mjpeg_server(drip="body")
+    settings = CaptureSettings(stall_timeout_s=0.3, reconnect_initial_s=0.01, reconnect_max_s=0.02)
+    stop = threading.Event()
+    spec = MjpegSpec(server.url(), open_timeout_s=0.3)
+    worker = CaptureWorker("slow", spec, settings, FrameQueue(1), stop, lambda *a: None)
+    worker.start()
+    try:
+        assert settle(lambda: worker.reconnects >= 8, timeout=15.0)
+        # One connection at a time, however many were abandoned.
+        readers = [t for t in threading.enumerate() if t.name == "capture-slow-io"]
+        assert len(readers) <= 2, len(readers)
+        assert "no frame within" in (worker.last_error or "")
+    finally:
+        stop.set()
+        worker.join(3)
+    assert settle(lambda: not [t for t in threading.enumerate() if t.name == "capture-slow-io"])
 
 
 def test_worker_counts_decode_failures(mjpeg_server) -> None:
