@@ -84,15 +84,27 @@ def source_spec(cam: CameraConfig) -> SourceSpec:
     raise ValueError(f"unknown source type {s.type}")  # unreachable: the schema is closed
 
 
-def mqtt_settings(cfg: AppConfig) -> MqttSettings:
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+
+
+def publishes_to_embedded_port(cfg: AppConfig) -> bool:
+    """True when the publisher's broker address is the embedded broker's."""
+    m, eb = cfg.mqtt, cfg.mqtt.embedded_broker
+    if m.port != eb.port:
+        return False
+    return m.host == eb.host or {m.host, eb.host} <= LOOPBACK_NAMES
+
+
+def mqtt_settings(cfg: AppConfig, anonymous: bool = False) -> MqttSettings:
+    """The publisher's settings; ``anonymous`` leaves the username and password out."""
     m = cfg.mqtt
     tls = m.tls
     return MqttSettings(
         host=m.host,
         port=m.port,
         client_id=m.client_id,
-        username=m.username,
-        password=m.password.get_secret_value() if m.password else None,
+        username=None if anonymous else m.username,
+        password=m.password.get_secret_value() if m.password and not anonymous else None,
         tls_ca_file=tls.ca_file if tls else None,
         tls_cert_file=tls.cert_file if tls else None,
         tls_key_file=tls.key_file if tls else None,
@@ -194,9 +206,9 @@ class App:
 
     def _start(self) -> None:
         cfg = self.cfg
-        if cfg.mqtt.embedded_broker.enabled:
-            self._start_embedded_broker()
-        self.publisher = MqttPublisher(mqtt_settings(cfg))
+        foreign = cfg.mqtt.embedded_broker.enabled and not self._start_embedded_broker()
+        anonymous = foreign and publishes_to_embedded_port(cfg)
+        self.publisher = MqttPublisher(mqtt_settings(cfg, anonymous=anonymous))
         self.publisher.start()
         self.model = EmotionModel(
             cfg.model.resolved_path(),
@@ -273,25 +285,44 @@ class App:
             if rt.live is not None
         }
 
-    def _start_embedded_broker(self) -> None:
+    def _start_embedded_broker(self) -> bool:
+        """Start the embedded broker; False when a foreign one on its port is used instead.
+
+        The credentials in ``mqtt`` were written for the broker the daemon starts itself,
+        so a broker some other program runs on that port (Debian's mosquitto service,
+        or anything that took the port) never receives them: with ``if_port_taken:
+        use_running`` the publisher connects to it anonymously, and says so loudly.
+        """
         eb = self.cfg.mqtt.embedded_broker
         broker = EmbeddedBroker(eb.host, eb.port)
         try:
             broker.start(timeout=10)
-        except BrokerStartError:
-            # Typical on a box where Debian's mosquitto service already owns the port:
-            # use that broker rather than refusing to run, and say so.
+        except BrokerStartError as exc:
             if not mqtt_broker_answers(eb.host, eb.port):
                 raise
+            if eb.if_port_taken == "fail":
+                raise BrokerStartError(
+                    f"cannot start the embedded MQTT broker: another program already serves "
+                    f"MQTT on {eb.host}:{eb.port}; stop it, move mqtt.embedded_broker.port "
+                    "(and mqtt.port), or set mqtt.embedded_broker.if_port_taken: "
+                    "use_running to publish to that broker instead"
+                ) from exc
+            creds = self.cfg.mqtt.username is not None or self.cfg.mqtt.password is not None
             log.warning(
-                "embedded broker not started: an MQTT broker already listens on %s:%d; "
-                "using it (set mqtt.embedded_broker.enabled: false to silence this)",
+                "embedded broker NOT started: a broker this daemon did not start already "
+                "serves MQTT on %s:%d; publishing to it (mqtt.embedded_broker.if_port_taken: "
+                "use_running)%s",
                 eb.host,
                 eb.port,
+                "; mqtt.username and password are NOT sent to it (they were meant for the "
+                "embedded broker), so a broker that requires them will refuse the daemon"
+                if creds and publishes_to_embedded_port(self.cfg)
+                else "",
             )
-            return
+            return False
         self.broker = broker
         log.info("embedded MQTT broker listening on %s:%d", eb.host, eb.port)
+        return True
 
     def _detectors(self) -> InterpreterPool:
         """The detector interpreters every camera shares (one per core at most, made on

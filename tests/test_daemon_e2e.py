@@ -258,25 +258,51 @@ def test_run_refuses_bad_model_with_clear_error(tmp_path: Path) -> None:
     assert "garbage.onnx" in res.stderr and "Traceback" not in res.stderr
 
 
+def embedded_on_taken_port(path: Path, port: int, **embedded: object) -> Path:
+    """A sample-camera config whose embedded broker wants ``port`` (already taken)."""
+    cfg = write_config(path, port, [{"name": "s", "source": {"type": "sample"}}])
+    data = yaml.safe_load(cfg.read_text())
+    data["mqtt"]["embedded_broker"] = {"enabled": True, "port": port, **embedded}
+    data["mqtt"]["username"] = "edge"
+    data["mqtt"]["password"] = "s3cret-for-our-own-broker"
+    cfg.write_text(yaml.safe_dump(data))
+    return cfg
+
+
 @pytest.mark.slow
-def test_embedded_broker_port_taken_by_a_broker_uses_that_broker(
+def test_embedded_broker_port_taken_refuses_to_start_by_default(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """Another program's broker on the port is not used unless the config says so."""
+    cfg = embedded_on_taken_port(tmp_path / "cfg.yaml", mosquitto.port)
+    res = subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "run", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "if_port_taken: use_running" in res.stderr and "Traceback" not in res.stderr
+    assert "u'edge'" not in mosquitto.log_text()  # the probe connects anonymously
+
+
+@pytest.mark.slow
+def test_embedded_broker_port_taken_use_running_never_sends_the_credentials(
     mosquitto: Any, mqtt_collector: Any, daemon: Any, tmp_path: Path
 ) -> None:
-    """A box where Debian's mosquitto already owns the port: run anyway, and say so."""
+    """A box where Debian's mosquitto already owns the port: run anyway, loudly, and
+    keep the username and password (meant for our own broker) from the foreign one."""
     col = mqtt_collector(mosquitto, "edge/#")
-    cfg = write_config(
-        tmp_path / "cfg.yaml",
-        mosquitto.port,
-        [{"name": "s", "source": {"type": "sample"}}],
-    )
-    data = yaml.safe_load(cfg.read_text())
-    data["mqtt"]["embedded_broker"] = {"enabled": True, "port": mosquitto.port}
-    cfg.write_text(yaml.safe_dump(data))
+    cfg = embedded_on_taken_port(tmp_path / "cfg.yaml", mosquitto.port, if_port_taken="use_running")
     d = daemon(cfg)
     col.wait_topic("edge/available", timeout=30)
     assert col.on("edge/available")[0].payload == b"online"
     d.stop()
-    assert "already listens" in d.log()
+    assert "NOT started" in d.log() and "NOT sent" in d.log()
+    broker_log = mosquitto.log_text()
+    # Mosquitto logs each client's user name as u'...' when one is given.
+    assert "New client connected" in broker_log and "u'edge'" not in broker_log
 
 
 @pytest.mark.shared_data

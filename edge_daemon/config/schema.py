@@ -289,6 +289,14 @@ class EmbeddedBrokerConfig(StrictModel):
         "127.0.0.1", min_length=1, max_length=253, description="address the broker listens on"
     )
     port: int = Field(1883, ge=1, le=65535, description="port the broker listens on")
+    if_port_taken: Literal["fail", "use_running"] = Field(
+        "fail",
+        description=(
+            "when another program already serves MQTT on the port: fail (refuse to start) "
+            "or use_running (publish to that broker, anonymously: mqtt.username and "
+            "password are never sent to a broker the daemon did not start)"
+        ),
+    )
 
 
 class TlsConfig(StrictModel):

@@ -64,7 +64,8 @@ def test_default_config_yaml_sets_schema_defaults_elsewhere() -> None:
     """Apart from the embedded broker, the shipped file shows the defaults."""
     config = load_config(REPO / "config.yaml", env={})
     minimal = load_config_text(
-        "mqtt: {embedded_broker: {enabled: true}}\ncameras:\n  - name: sample\n"
+        "mqtt: {embedded_broker: {enabled: true, if_port_taken: use_running}}\n"
+        "cameras:\n  - name: sample\n"
         "    source: {type: sample}\n"
     )
     assert config == minimal

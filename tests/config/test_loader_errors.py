@@ -73,7 +73,7 @@ CASES: list[tuple[str, str, str, str]] = [
         "unknown-key-depth3",
         CAM + "mqtt:\n  embedded_broker:\n    enable: true # <--\n",
         "mqtt.embedded_broker.enable",
-        "unknown key 'enable' (allowed: enabled, host, port)",
+        "unknown key 'enable' (allowed: enabled, host, port, if_port_taken)",
     ),
     (
         "unknown-key-in-source",
