@@ -95,8 +95,12 @@ def publishes_to_embedded_port(cfg: AppConfig) -> bool:
     return m.host == eb.host or {m.host, eb.host} <= LOOPBACK_NAMES
 
 
-def mqtt_settings(cfg: AppConfig, anonymous: bool = False) -> MqttSettings:
-    """The publisher's settings; ``anonymous`` leaves the username and password out."""
+def mqtt_settings(
+    cfg: AppConfig, anonymous: bool = False, own_broker: bool = False
+) -> MqttSettings:
+    """The publisher's settings; ``anonymous`` leaves the username and password out;
+    ``own_broker``: it publishes to the embedded broker, which speaks MQTT 3.1.1 only
+    (so ``protocol: auto`` need not find that out at every start)."""
     m = cfg.mqtt
     tls = m.tls
     return MqttSettings(
@@ -111,6 +115,7 @@ def mqtt_settings(cfg: AppConfig, anonymous: bool = False) -> MqttSettings:
         tls_insecure=tls.insecure if tls else False,
         use_tls=tls is not None,
         keepalive_s=m.keepalive_s,
+        protocol="3.1.1" if own_broker and m.protocol == "auto" else m.protocol,
         topic_prefix=m.topic_prefix,
         qos=m.qos,
         outbox_max=m.outbox_max,
@@ -207,8 +212,12 @@ class App:
     def _start(self) -> None:
         cfg = self.cfg
         foreign = cfg.mqtt.embedded_broker.enabled and not self._start_embedded_broker()
-        anonymous = foreign and publishes_to_embedded_port(cfg)
-        self.publisher = MqttPublisher(mqtt_settings(cfg, anonymous=anonymous))
+        to_embedded = cfg.mqtt.embedded_broker.enabled and publishes_to_embedded_port(cfg)
+        self.publisher = MqttPublisher(
+            mqtt_settings(
+                cfg, anonymous=foreign and to_embedded, own_broker=to_embedded and not foreign
+            )
+        )
         self.publisher.start()
         self.model = EmotionModel(
             cfg.model.resolved_path(),

@@ -339,6 +339,13 @@ class MqttConfig(StrictModel):
     )
     tls: TlsConfig | None = Field(None, description="TLS settings; null = plain TCP")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        "auto",
+        description=(
+            "MQTT version: auto = 5 (a broker can then refuse single publishes, which are "
+            "counted as failures), or 3.1.1 when the broker does not speak 5"
+        ),
+    )
     topic_prefix: str = Field(
         "edge",
         min_length=1,
@@ -362,6 +369,12 @@ class MqttConfig(StrictModel):
         if self.password is not None and self.username is None:
             raise _rule_error("mqtt.password is set but mqtt.username is not; set both", "password")
         return self
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_number(cls, value: object) -> object:
+        # YAML reads `protocol: 5` as a number; the version is the same either way.
+        return "5" if value == 5 and not isinstance(value, bool) else value
 
     @field_validator("topic_prefix")
     @classmethod

@@ -16,6 +16,21 @@ Delivery
     If the connection drops, un-acknowledged events are resent in seq order on the next
     connection, so delivery is at-least-once: consumers de-duplicate on (camera, seq).
 
+Refused publishes
+    MQTT 5 is spoken where the broker speaks it, because only MQTT
+    5 lets a broker say no to one publish: a PUBACK with a failure reason (not authorised,
+    topic invalid, quota) counts the event in ``publish_failures`` and
+    ``events_dropped``, never in ``events_published``. Under 3.1.1 a broker that denies a
+    publish either acknowledges it anyway (Mosquitto) or stays silent: an event without
+    an acknowledgement ``PUBACK_TIMEOUT_S`` after it was sent, on a connection that is
+    otherwise alive, is counted in ``publish_failures`` and the connection is remade (a
+    3.1.1 client may only resend on a new connection).
+    ``protocol: auto`` tries 5 first and, until one connection succeeded, switches version
+    after an attempt that ended before a CONNACK: at once when the CONNACK says the
+    version is unsupported (old Mosquitto), at the next attempt when the broker closed
+    the connection or stayed silent (amqtt cannot even parse an MQTT 5 CONNECT that
+    carries a will). The version that connected first is kept.
+
 Reconnect
     Our own loop, not paho's ``loop_forever``/``reconnect_delay_set``: every attempt uses a
     FRESH paho client, so paho's internal, unbounded resend queue of the previous
@@ -66,6 +81,10 @@ COMMAND_QUEUE_MAX = 10_000
 #: newly submitted message while connected.
 _POLL_S = 0.05
 _BATCH = 500  # commands handled between two network polls, so acks keep flowing
+#: Seconds an event may wait for its PUBACK/PUBCOMP on a live connection before the
+#: connection is treated as broken. Generous: a loaded broker over a slow uplink answers
+#: in well under a second, and keepalive already catches a dead TCP link.
+PUBACK_TIMEOUT_S = 30.0
 
 
 def _paho_to_debug(client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
@@ -86,6 +105,7 @@ class _Outgoing:
     payload: bytes
     qos: int
     mid: int | None = None
+    sent_at: float = 0.0  # monotonic time it was handed to paho (while ``mid`` is set)
 
 
 class MqttPublisher:
@@ -144,6 +164,9 @@ class MqttPublisher:
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
         self._backoff = settings.reconnect_min_s
         self._next_attempt = 0.0
+        # MQTT 5 unless configured otherwise or a 3.1.1 broker said so (see module doc).
+        self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
+        self._protocol_settled = settings.protocol != "auto"  # True once one connected
         self._problem: str | None = None  # key of the last reported connection problem
         self._was_connected = False
         self._overflowing = False
@@ -435,6 +458,7 @@ class MqttPublisher:
                 delivered.append(entry.uid)  # no acknowledgement exists for QoS 0
             else:
                 entry.mid = info.mid
+                entry.sent_at = time.monotonic()
                 self._inflight[info.mid] = entry
         for uid in delivered:
             del self._outbox[uid]
@@ -456,8 +480,10 @@ class MqttPublisher:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
-            clean_session=True,  # the outbox, not the broker session, guarantees delivery
-            protocol=mqtt.MQTTv311,  # what both Mosquitto and amqtt speak
+            # The outbox, not the broker session, guarantees delivery: a clean session
+            # (3.1.1) or clean start (5, passed to connect()).
+            clean_session=True if self._protocol == mqtt.MQTTv311 else None,
+            protocol=self._protocol,
             reconnect_on_failure=False,
         )
         # paho logs connection failures at ERROR on every attempt; we report those once
@@ -507,7 +533,10 @@ class MqttPublisher:
         try:
             # Blocking TCP connect + TLS handshake (bounded by connect_timeout_s), then
             # CONNECT is sent; CONNACK arrives in a later loop() call -> _on_connect.
-            client.connect(s.host, s.port, keepalive=s.keepalive_s)
+            if self._protocol == mqtt.MQTTv5:
+                client.connect(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+            else:
+                client.connect(s.host, s.port, keepalive=s.keepalive_s)
         except Exception as exc:  # classified below; never a traceback per retry
             key, msg = self._classify(exc)
             self._failed(key, msg)
@@ -579,6 +608,18 @@ class MqttPublisher:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._client_dead:
             self._drop_client()
             return
+        if self._connected and self._inflight:
+            oldest = next(iter(self._inflight.values()))  # dicts keep the sending order
+            if time.monotonic() - oldest.sent_at > PUBACK_TIMEOUT_S:
+                self._failed(
+                    "no-puback",
+                    f"MQTT broker {self._s.host}:{self._s.port} acknowledged no event for "
+                    f"{PUBACK_TIMEOUT_S:g} s (oldest unacknowledged: {oldest.camera} seq "
+                    f"{oldest.seq}); reconnecting to resend. Does the broker's ACL allow "
+                    f"publishing to {oldest.topic}?",
+                )
+                self._discard_client()  # counts the in-flight events in publish_failures
+                return
         if not self._connected and time.monotonic() > self._connack_deadline:
             self._failed(
                 "no-connack",
@@ -589,6 +630,7 @@ class MqttPublisher:
                 ),
             )
             self._discard_client()
+            self._switch_protocol()
             return
         self._pump()
 
@@ -615,6 +657,15 @@ class MqttPublisher:
                 f"MQTT broker {self._s.host}:{self._s.port} closed the connection before "
                 f"accepting it: {hint}",
             )
+            self._switch_protocol()
+
+    def _switch_protocol(self) -> bool:
+        """With ``protocol: auto`` and no connection yet: try the other MQTT version."""
+        if self._protocol_settled:
+            return False
+        self._protocol = mqtt.MQTTv311 if self._protocol == mqtt.MQTTv5 else mqtt.MQTTv5
+        log.debug("MQTT: next attempt with protocol %s", self._protocol)
+        return True
 
     def _discard_client(self) -> None:
         client, self._client = self._client, None
@@ -654,6 +705,11 @@ class MqttPublisher:
         s = self._s
         if reason_code.is_failure:
             name = reason_code.getName()
+            if name == "Unsupported protocol version" and self._switch_protocol():
+                self._client_dead = True
+                self._refused = True
+                self._next_attempt = time.monotonic()  # the other version, now
+                return
             if name in ("Bad user name or password", "Not authorized"):
                 hint = "check mqtt.username/mqtt.password and the broker's ACL"
             elif name == "Client identifier not valid":
@@ -668,6 +724,15 @@ class MqttPublisher:
             self._refused = True
             return
         self._connected = True
+        if not self._protocol_settled:
+            self._protocol_settled = True
+            if self._protocol == mqtt.MQTTv311:
+                log.info(
+                    "MQTT broker %s:%d speaks MQTT 3.1.1, not 5: a publish it refuses "
+                    "shows only as a missing acknowledgement",
+                    s.host,
+                    s.port,
+                )
         self._backoff = s.reconnect_min_s
         self._count("connects")
         if self._was_connected:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+MqttProtocol = Literal["auto", "5", "3.1.1"]
 
 
 def check_topic_segment(name: str, what: str = "camera") -> str:
@@ -49,6 +52,8 @@ class MqttSettings:
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     connect_timeout_s: float = 5.0
+    #: auto: MQTT 5, or 3.1.1 when the broker answers that it does not speak 5.
+    protocol: MqttProtocol = "auto"
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -57,6 +62,8 @@ class MqttSettings:
             raise ValueError(f"mqtt.port {self.port} is not a TCP port (1..65535)")
         if self.qos not in (0, 1, 2):
             raise ValueError(f"mqtt.qos must be 0, 1 or 2, not {self.qos}")
+        if self.protocol not in ("auto", "5", "3.1.1"):
+            raise ValueError(f"mqtt.protocol must be auto, 5 or 3.1.1, not {self.protocol!r}")
         if self.outbox_max < 1:
             raise ValueError("mqtt.outbox_max must be >= 1")
         if self.keepalive_s < 1:

@@ -60,9 +60,18 @@ def test_paho_pub_sub_and_retained(broker: EmbeddedBroker) -> None:
         late.close()
 
 
-def test_publisher_against_embedded_broker(broker: EmbeddedBroker) -> None:
+@pytest.mark.parametrize("protocol", ["3.1.1", "auto"])
+def test_publisher_against_embedded_broker(broker: EmbeddedBroker, protocol: str) -> None:
+    """amqtt speaks MQTT 3.1.1 only; ``auto`` finds that out (it tries 5 first, and amqtt
+    does not even answer an MQTT 5 CONNECT that carries a will)."""
     sub = MqttCollector(broker.host, broker.port, "edge/#").start()
-    pub = MqttPublisher(MqttSettings(host=broker.host, port=broker.port))
+    settings = MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        protocol=protocol,
+        connect_timeout_s=1.0,  # type: ignore[arg-type]
+    )
+    pub = MqttPublisher(settings)
     pub.start()
     try:
         assert pub.connected_event.wait(5)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -406,6 +407,76 @@ def test_silent_port_times_out_waiting_for_connack(publisher):
         wait_until(lambda: pub.stats()["last_error"] is not None, what="CONNACK timeout")
         assert "did not answer CONNECT" in pub.stats()["last_error"]
         assert pub.stats()["outbox"] == 1 and not pub.stats()["connected"]
+
+
+def test_publishes_the_broker_refuses_are_failures_not_published(
+    mosquitto_factory, publisher, caplog
+):
+    # Before: the publisher spoke MQTT 3.1.1, Mosquitto acknowledged the publishes its ACL
+    # denied, and the metrics counted them as published.
+    broker = mosquitto_factory(acl="topic readwrite edge/available\ntopic readwrite edge/+/state\n")
+    pub = publisher(settings_for(broker))
+    for i in range(3):
+        assert pub.publish_event(make_event("cam1", i))
+    wait_until(lambda: pub.stats()["publish_failures"] >= 3, what="3 refused publishes")
+    stats = pub.stats()
+    assert stats["events_published"] == 0 and stats["events_dropped"] == 3
+    assert stats["outbox"] == 0  # a refused publish is not retried: the broker said no
+    assert "broker rejected event cam1 seq 1: Not authorized" in caplog.text
+
+
+class SilentBroker:
+    """Accepts MQTT 3.1.1 connections, sends CONNACK, and never acknowledges a publish
+    (what a 3.1.1 broker that drops denied publishes looks like)."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.conns.append(conn)
+            conn.recv(4096)  # CONNECT
+            conn.sendall(bytes([0x20, 0x02, 0x00, 0x00]))  # CONNACK, accepted
+
+    def close(self) -> None:
+        self.server.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_an_event_never_acknowledged_is_a_failure_and_reconnects(publisher, monkeypatch, caplog):
+    import edge_daemon.publish.mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "PUBACK_TIMEOUT_S", 0.5)
+    broker = SilentBroker()
+    try:
+        settings = MqttSettings(
+            host="127.0.0.1",
+            port=broker.port,
+            protocol="3.1.1",
+            **{**FAST, "connect_timeout_s": 1.0},
+        )
+        pub = publisher(settings)
+        pub.publish_event(make_event())
+        wait_until(lambda: broker.connections >= 2, what="a reconnect after no PUBACK")
+        stats = pub.stats()
+        assert stats["publish_failures"] >= 1 and stats["events_published"] == 0
+        assert "acknowledged no event for 0.5 s (oldest unacknowledged: cam1 seq 1)" in caplog.text
+        assert stats["outbox"] == 1  # kept, to be resent on the new connection
+    finally:
+        broker.close()
 
 
 def test_tls_client_on_plain_port_gets_a_hint(mosquitto, mqtt_tls_files, publisher):
