@@ -68,7 +68,9 @@ sed -e "s|@VENV@|$VENV|g" -e "s|@CONFIG_DIR@|$CONFIG_DIR|g" \
 mv "$UNIT_DIR/edge-daemon.service.tmp" "$UNIT_DIR/edge-daemon.service"
 chmod 0644 "$UNIT_DIR/edge-daemon.service"
 
-"$VENV/bin/edge-daemon" validate-config -c "$CONFIG_DIR/config.yaml"
+# As the service will read it: with the unit's credentials (see check-config.sh).
+install -m 0755 "$SRC/deploy/check-config.sh" "$APP_DIR/check-config.sh"
+"$APP_DIR/check-config.sh" "$CONFIG_DIR" "$VENV/bin/edge-daemon"
 
 if [ "$USE_SYSTEMD" -eq 1 ]; then
   if ! id edge-daemon >/dev/null 2>&1; then

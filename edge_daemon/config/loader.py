@@ -441,8 +441,11 @@ def _read_credential(
     directory = env.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return fail(
-            f"${{credential:{name}}} needs $CREDENTIALS_DIRECTORY (set by systemd's "
-            f"LoadCredential={name}:/path/to/secret); it is not set"
+            f"${{credential:{name}}} needs $CREDENTIALS_DIRECTORY, which systemd sets for "
+            "the service (deploy/edge-daemon.service loads each file F of "
+            "/etc/edge-daemon/credentials as edge_F); it is not set here. To check an "
+            "installed config as the service sees it: /opt/edge-daemon/check-config.sh "
+            "/etc/edge-daemon /opt/edge-daemon/venv/bin/edge-daemon"
         )
     path = Path(directory) / name
     try:
