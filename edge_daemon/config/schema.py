@@ -361,7 +361,24 @@ class MqttConfig(StrictModel):
         description="events kept while the broker is unreachable (oldest dropped beyond)",
     )
     stats_interval_s: float = Field(30, ge=1, le=3600, description="seconds between stats messages")
-    publish_images: bool = Field(False, description="attach a JPEG face crop to events")
+    publish_images: bool = Field(
+        False,
+        description=(
+            "reserved: face pictures over MQTT are not available in this version, so "
+            "only false is accepted (the live view shows pictures locally)"
+        ),
+    )
+
+    @field_validator("publish_images")
+    @classmethod
+    def _no_images_yet(cls, value: bool) -> bool:
+        # Accepting true and publishing nothing would tell the operator something false.
+        if value:
+            raise ValueError(
+                "face pictures over MQTT are not available in this version: no image "
+                "would be published; remove publish_images or set it to false"
+            )
+        return value
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:

@@ -227,6 +227,12 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not start or end with '/'",
     ),
     (
+        "publish-images-true",  # was accepted, and then no picture was ever published
+        CAM + "mqtt:\n  publish_images: true # <--\n",
+        "mqtt.publish_images",
+        "not available in this version",
+    ),
+    (
         "live-view-empty-token",
         CAM + "live_view:\n  token: '' # <--\n",
         "live_view.token",
