@@ -38,6 +38,17 @@ def daemon(tmp_path: Path) -> Iterator[Callable[[Path], Daemon]]:
         d.stop()
 
 
+def cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``edge-daemon ARGS`` in a subprocess, to its end (commands that exit by themselves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_daemon", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
 def events_of(col: MqttCollector, camera: str) -> list[dict[str, Any]]:
     return [m.json() for m in col.on(f"edge/{camera}/events")]
 
@@ -218,21 +229,11 @@ def test_accurate_bundled_model_runs_and_stats_name_it(
 
 
 def test_validate_config_exit_codes(tmp_path: Path) -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "validate-config", "-c", str(REPO / "config.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    ok = cli("validate-config", "-c", REPO / "config.yaml")
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras:\n  - name: a\n    source: {type: rtsp, url: 'http://x'}\n")
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "validate-config", "-c", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    res = cli("validate-config", "-c", bad)
     assert res.returncode == 2
     assert "bad.yaml:3" in res.stderr and "cameras[0].source.url" in res.stderr
     assert "Traceback" not in res.stderr
@@ -247,13 +248,7 @@ def test_run_refuses_bad_model_with_clear_error(tmp_path: Path) -> None:
         [{"name": "s", "source": {"type": "sample"}}],
         model={"path": str(garbage)},
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "run", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    res = cli("run", "-c", cfg)
     assert res.returncode == 2
     assert "garbage.onnx" in res.stderr and "Traceback" not in res.stderr
 
@@ -275,13 +270,7 @@ def test_embedded_broker_port_taken_refuses_to_start_by_default(
 ) -> None:
     """Another program's broker on the port is not used unless the config says so."""
     cfg = embedded_on_taken_port(tmp_path / "cfg.yaml", mosquitto.port)
-    res = subprocess.run(
-        [sys.executable, "-m", "edge_daemon", "run", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    res = cli("run", "-c", cfg)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "if_port_taken: use_running" in res.stderr and "Traceback" not in res.stderr
     assert "u'edge'" not in mosquitto.log_text()  # the probe connects anonymously
