@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -304,9 +305,19 @@ def main(argv: list[str] | None = None) -> int:
         "(default votes: the shared ferplus npz)",
     )
     args = ap.parse_args(argv)
+    return report_cli(run, format_report, args, (EvaluateError, ModelLoadError, DataError))
+
+
+def report_cli(
+    run: Callable[[argparse.Namespace], dict],
+    format_report: Callable[[dict], str],
+    args: argparse.Namespace,
+    user_errors: tuple[type[Exception], ...],
+) -> int:
+    """The evaluation CLIs' tail: run, print the report, exit 0; a user error: exit 2."""
     try:
         report = run(args)
-    except (EvaluateError, ModelLoadError, DataError) as exc:
+    except user_errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_report(report, format_report(report), args.json)

@@ -48,7 +48,7 @@ from edge_daemon.config.schema import BUNDLED_MODELS, DetectorConfig, ModelConfi
 from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
 from edge_daemon.labels import FER_LABELS
 from trainer.data import DataError, default_data_dir, load_ferplus_npz
-from trainer.evaluate import EvaluateError, label_columns, print_report
+from trainer.evaluate import EvaluateError, label_columns, report_cli
 from trainer.metrics import confusion, expected_calibration_error, plot_confusion
 
 #: The in-the-wild photos are tight head shots: the canvas side is this many times the
@@ -528,13 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.crop_margin is not None and not 0 <= args.crop_margin <= 1:
         print("error: --crop-margin must be in 0..1", file=sys.stderr)
         return 2
-    try:
-        report = run(args)
-    except (E2EError, EvaluateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print_report(report, format_report(report), args.json)
-    return 0
+    return report_cli(run, format_report, args, (E2EError, EvaluateError))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from edge_daemon.labels import FER_LABELS
 from edge_daemon.pipeline import CameraAnalyzer
 from edge_daemon.types import Event, Frame
 from trainer.data import default_data_dir
-from trainer.evaluate import print_report
+from trainer.evaluate import report_cli
 from trainer.evaluate_e2e import E2EError, load_inthewild, place_in_frame, resolve_models
 
 DEFAULT_SECONDS = 8.0
@@ -320,13 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print("error: clip counts >= 0, 0 < --seconds <= 120, 1 <= --fps <= 60", file=sys.stderr)
         return 2
-    try:
-        report = run(args)
-    except E2EError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print_report(report, format_report(report), args.json)
-    return 0
+    return report_cli(run, format_report, args, (E2EError,))
 
 
 if __name__ == "__main__":

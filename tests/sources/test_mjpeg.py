@@ -22,6 +22,7 @@ from edge_daemon.sources import (
     open_source,
     redact_url,
 )
+from edge_daemon.sources.base import ThreadedSource
 from edge_daemon.types import StreamStatus
 
 SIZE = (160, 120)  # width, height
@@ -162,16 +163,21 @@ def mjpeg_server() -> Iterator[Callable[..., MjpegServer]]:
         s.close()
 
 
+def collect(src: ThreadedSource, n: int, timeout: float = 5.0) -> list[np.ndarray]:
+    """Up to ``n`` frames from ``src`` within ``timeout`` seconds."""
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < n and time.monotonic() < deadline:
+        img = src.read(0.5)
+        if img is not None:
+            frames.append(img)
+    return frames
+
+
 def read_frames(url: str, n: int, timeout: float = 5.0):
     src = open_source(MjpegSpec(url, open_timeout_s=2.0), read_timeout_s=2.0)
-    frames = []
     try:
-        deadline = time.monotonic() + timeout
-        while len(frames) < n and time.monotonic() < deadline:
-            img = src.read(0.5)
-            if img is not None:
-                frames.append(img)
-        return frames, src.decode_failures
+        return collect(src, n, timeout), src.decode_failures
     finally:
         src.close()
 
@@ -210,12 +216,7 @@ def test_decompression_bombs_are_refused_before_decoding(mjpeg_server) -> None:
     server = mjpeg_server(bomb_every=2)
     src = open_source(MjpegSpec(server.url(), open_timeout_s=2.0), read_timeout_s=2.0)
     try:
-        frames = []
-        deadline = time.monotonic() + 5
-        while len(frames) < 6 and time.monotonic() < deadline:
-            img = src.read(0.5)
-            if img is not None:
-                frames.append(img)
+        frames = collect(src, 6)
         assert len(frames) == 6
         assert all(f.shape == (SIZE[1], SIZE[0], 3) for f in frames)
         backend = src._backend  # type: ignore[attr-defined]
