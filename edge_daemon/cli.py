@@ -15,8 +15,12 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from edge_daemon import __version__
+
+if TYPE_CHECKING:
+    from edge_daemon.config import AppConfig
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("edge_daemon")
@@ -55,6 +59,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edge_daemon.ops.native_stderr import NativeStderr
+
+    cfg, err = _load(args.config)
+    if err is not None:
+        for issue in err.errors:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    # Before logging: the handler must write to the original stderr, not into the pipe.
+    native = NativeStderr()
+    native.install()
+    try:
+        return _run(args, cfg)
+    finally:
+        native.uninstall()
+
+
+def _run(args: argparse.Namespace, cfg: AppConfig) -> int:
     from edge_daemon.app import App
     from edge_daemon.classify.model import ModelLoadError
     from edge_daemon.config import warn_insecure_permissions
@@ -62,11 +83,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_daemon.publish import BrokerStartError
     from edge_daemon.web.http import HttpStartError
 
-    cfg, err = _load(args.config)
-    if err is not None:
-        for issue in err.errors:
-            print(issue, file=sys.stderr)
-        return EXIT_USAGE
     setup_logging(args.log_level or cfg.log_level)
     warning = warn_insecure_permissions(args.config)
     if warning:
