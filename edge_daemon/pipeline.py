@@ -88,6 +88,10 @@ class CameraAnalyzer:
         # Latest results, read by the pipeline thread for the live view.
         self.last_tracks: tuple[TrackSnapshot, ...] = ()
         self.last_boxes: np.ndarray = np.zeros((0, 4), np.float32)  # every detected face
+        self.last_boxes_seq: int | None = None  # the frame ``last_boxes`` were found on
+        #: Detect on every frame with pixels, whatever ``every_n_frames`` says: set by
+        #: the owning pipeline while a viewer watches a blurred live view (privacy).
+        self.detect_every_frame = False
 
     def open(self) -> None:
         """Prepare the stages that must live in the owning thread (call from it)."""
@@ -102,12 +106,13 @@ class CameraAnalyzer:
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
         observations: list[FaceObservation] | None = None
-        if frame.image is not None and (self._detection_due(frame.seq) or self._unsettled):
+        due = self._detection_due(frame.seq) or self._unsettled or self.detect_every_frame
+        if frame.image is not None and due:
             self._last_detect_seq = frame.seq
             t0 = time.perf_counter()
             det = self.detector.detect(frame.image)
             t1 = time.perf_counter()
-            self.last_boxes = det.xyxy
+            self.last_boxes, self.last_boxes_seq = det.xyxy, frame.seq
             detect_ms = (t1 - t0) * 1000
             observations = []
             if len(det):
@@ -206,7 +211,7 @@ class CameraAnalyzer:
         self._last_detect_seq = None
         self._unsettled = False
         self.last_tracks = ()
-        self.last_boxes = np.zeros((0, 4), np.float32)
+        self.last_boxes, self.last_boxes_seq = np.zeros((0, 4), np.float32), None
         return events
 
     def close(self) -> None:
@@ -352,14 +357,19 @@ class CameraPipeline(threading.Thread):
     def _update_live(self, frame: Frame) -> None:
         # Only references and a few tuples: the JPEG work happens in the web threads,
         # and only while someone watches.
-        assert self.live is not None
-        labels = self.analyzer.model.labels
-        floor = self.analyzer.policy.params.min_confidence
+        live, an = self.live, self.analyzer
+        assert live is not None
+        labels = an.model.labels
+        floor = an.policy.params.min_confidence
         faces = tuple(
             LiveFace(t.track_id, t.xyxy, *shown_emotion(t.probs, labels, floor))
-            for t in self.analyzer.last_tracks
+            for t in an.last_tracks
         )
-        self.live.put_frame(frame, faces, self.analyzer.last_boxes, self.analyzer.metrics.fps())
+        fresh = an.last_boxes_seq == frame.seq
+        live.put_frame(frame, faces, an.last_boxes, an.metrics.fps(), boxes_fresh=fresh)
+        # Blurred faces need boxes of the frame shown: while someone watches, detect on
+        # every frame (from the next one; until then the slot blurs the whole picture).
+        an.detect_every_frame = live.options.blur_faces and live.watched()
 
     def _emit(self, events: Sequence[Event]) -> None:
         m = self.analyzer.metrics

@@ -32,6 +32,9 @@ EMOJI: dict[str, str] = {
     "neutral": "\U0001f610",
 }
 RECENT_EVENTS = 20  # events kept per camera for the page
+#: A camera counts as watched this long after its last picture request; meanwhile a
+#: blurred view makes the pipeline detect on every frame.
+WATCH_S = 5.0
 
 # BGR colours per emotion for the boxes; unknown labels get white.
 _COLOURS: dict[str, tuple[int, int, int]] = {
@@ -70,6 +73,8 @@ class LiveSlot:
         self._frame: Frame | None = None
         self._faces: tuple[LiveFace, ...] = ()
         self._boxes: np.ndarray = np.zeros((0, 4), np.float32)
+        self._boxes_fresh = False  # the boxes were detected on this very frame
+        self._last_view = -WATCH_S  # monotonic time of the last picture request
         self._fps = 0.0
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT_EVENTS)
         self._render_lock = threading.Lock()
@@ -79,10 +84,22 @@ class LiveSlot:
     # -- pipeline thread -------------------------------------------------------------
 
     def put_frame(
-        self, frame: Frame, faces: tuple[LiveFace, ...], boxes: np.ndarray, fps: float
+        self,
+        frame: Frame,
+        faces: tuple[LiveFace, ...],
+        boxes: np.ndarray,
+        fps: float,
+        boxes_fresh: bool = True,
     ) -> None:
+        """``boxes_fresh``: ``boxes`` were detected on ``frame`` itself (not earlier)."""
         with self._lock:
             self._frame, self._faces, self._boxes, self._fps = frame, faces, boxes, fps
+            self._boxes_fresh = boxes_fresh
+
+    def watched(self) -> bool:
+        """Someone asked for a picture of this camera in the last ``WATCH_S`` seconds."""
+        with self._lock:
+            return time.monotonic() - self._last_view < WATCH_S
 
     def add_events(self, events: Iterable[Event]) -> None:
         items = [
@@ -127,13 +144,14 @@ class LiveSlot:
     def jpeg(self) -> tuple[int, bytes] | None:
         """``(frame seq, JPEG)`` of the newest frame, rendered once per frame."""
         with self._lock:
-            frame, faces, boxes = self._frame, self._faces, self._boxes
+            frame, faces, boxes, fresh = self._frame, self._faces, self._boxes, self._boxes_fresh
+            self._last_view = time.monotonic()
         if frame is None:
             return None
         with self._render_lock:
             if self._jpeg is not None and self._jpeg[0] == frame.seq:
                 return self._jpeg
-            picture = render(frame.image, faces, boxes, self.options)
+            picture = render(frame.image, faces, boxes, self.options, boxes_fresh=fresh)
             ok, buf = cv2.imencode(
                 ".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality]
             )
@@ -152,9 +170,18 @@ def _norm_box(xyxy: tuple[float, float, float, float], w: int, h: int) -> list[f
 
 
 def render(
-    image: np.ndarray, faces: tuple[LiveFace, ...], boxes: np.ndarray, options: RenderOptions
+    image: np.ndarray,
+    faces: tuple[LiveFace, ...],
+    boxes: np.ndarray,
+    options: RenderOptions,
+    boxes_fresh: bool = True,
 ) -> np.ndarray:
-    """A scaled copy of ``image`` with (optionally blurred) faces, boxes and labels."""
+    """A scaled copy of ``image`` with (optionally blurred) faces, boxes and labels.
+
+    With ``blur_faces`` and boxes that were not detected on this frame (``boxes_fresh``
+    false: detection runs every ``every_n_frames``, and a face moves meanwhile) the
+    whole picture is blurred: a box from an earlier frame can miss a moving face.
+    """
     h, w = image.shape[:2]
     scale = min(1.0, options.max_width / w)
     if scale < 1.0:
@@ -167,7 +194,10 @@ def render(
         x1, y1, x2, y2 = (round(v * scale) for v in box)
         return max(0, x1), max(0, y1), min(ow, x2), min(oh, y2)
 
-    if options.blur_faces:
+    if options.blur_faces and not boxes_fresh:
+        k = max(3, (max(ow, oh) // 12) | 1)
+        out = cv2.GaussianBlur(out, (k, k), 0)
+    elif options.blur_faces:
         # Every detected face, confirmed track or not: privacy must not wait for min_hits.
         for box in [*boxes.tolist(), *(f.xyxy for f in faces)]:
             x1, y1, x2, y2 = px(box)

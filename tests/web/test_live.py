@@ -68,6 +68,10 @@ def test_blur_hides_every_detected_face_even_unconfirmed() -> None:
     lap = lambda a: np.abs(cv2.Laplacian(a, cv2.CV_64F)).mean()  # noqa: E731
     assert lap(blurred) < 0.3 * lap(face)
     assert np.array_equal(out[300:400, 400:500], frame.image[300:400, 400:500])  # elsewhere
+    # Boxes from an earlier frame could miss a face that moved: everything is blurred.
+    stale = render(frame.image, (), boxes, opts, boxes_fresh=False)
+    assert lap(stale[300:400, 400:500]) < 0.3 * lap(frame.image[300:400, 400:500])
+    assert lap(stale[60:200, 190:300]) < 0.3 * lap(face)
 
 
 def test_slot_encodes_once_per_frame() -> None:
@@ -173,3 +177,51 @@ def test_live_view_token(tmp_path: Path, mosquitto: Any) -> None:
         for path in ("/", "/api/state", "/snapshot/door.jpg", "/stream/door.mjpg"):
             assert http_get(url + path)[0] == 401, path
         assert http_get(url + "/api/state?token=letmein")[0] == 200
+
+
+def test_blurred_view_of_a_moving_face_never_shows_it_sharp() -> None:
+    """Detection runs every 3rd frame; the face moves 40 px a frame. Before: the frames
+    between two detections were blurred at the older box, so most of the face showed."""
+    import threading
+    from types import SimpleNamespace
+
+    from edge_daemon.classify.model import EmotionModel
+    from edge_daemon.config import AppConfig
+    from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
+    from edge_daemon.sources import FrameQueue
+    from edge_daemon.types import Frame
+
+    cfg = AppConfig.model_validate(
+        {
+            "detector": {"every_n_frames": 3},
+            "cameras": [{"name": "cam", "source": {"type": "sample"}}],
+        }
+    )
+    analyzer = CameraAnalyzer(cfg.cameras[0], cfg, EmotionModel())
+    slot = LiveSlot("cam", RenderOptions(max_width=2000, jpeg_quality=90, blur_faces=True))
+    sink = SimpleNamespace(publish_event=lambda e: True, publish_state=lambda c, s: True)
+    capture = SimpleNamespace(pixel_demand=threading.Event())
+    pipe = CameraPipeline(analyzer, FrameQueue(1), capture, sink, threading.Event(), slot)  # type: ignore[arg-type]
+    photo = astronaut_frame().image
+    lap = lambda a: np.abs(cv2.Laplacian(a.astype(float), cv2.CV_64F)).mean()  # noqa: E731
+    analyzer.open()
+    try:
+        sharpness = []
+        for i in range(18):
+            x = 40 * i
+            canvas = np.full((512, 512 + 40 * 18, 3), 90, np.uint8)
+            canvas[:, x : x + 512] = photo
+            pipe._process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, canvas))
+            seq, jpeg = slot.jpeg()  # a viewer watches every frame
+            assert seq == i
+            shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            # The same frame unblurred, through the same JPEG quality, as the reference.
+            sharp = cv2.imdecode(
+                cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR
+            )
+            face = (slice(75, 160), slice(x + 180, x + 265))  # the face in this frame
+            sharpness.append(lap(shown[face]) / lap(sharp[face]))
+        assert max(sharpness) < 0.4, [round(s, 2) for s in sharpness]
+        assert analyzer.metrics.snapshot()["detections_run"] >= 17  # watched: every frame
+    finally:
+        analyzer.close()
