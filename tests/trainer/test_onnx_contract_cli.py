@@ -394,6 +394,27 @@ def test_quantize_calibrates_on_every_stride(tmp_path: Path, method: str) -> Non
     assert scale * (255 - zero) >= 0.99
 
 
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_weights_are_seven_bit_unless_full_range(tmp_path: Path, reduce_range: bool) -> None:
+    # 8-bit weights saturate the 16-bit sums of onnxruntime's u8s8 kernels on CPUs without
+    # VNNI, so int8 results depended on the CPU; 7-bit weights cannot saturate them.
+    out = tmp_path / "q.onnx"
+    calib = np.random.default_rng(0).integers(0, 256, (512, 48, 48), dtype=np.uint8)
+    quantize(tiny_onnx(tmp_path / "m.onnx"), out, calib, "minmax", reduce_range=reduce_range)
+    q = onnx.load(str(out))
+    weights = [
+        numpy_helper.to_array(t)
+        for t in q.graph.initializer
+        if numpy_helper.to_array(t).dtype == np.int8 and numpy_helper.to_array(t).size > 1
+    ]
+    assert weights
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    # 7 bits: |w| <= 64, so 2 x 255 x 64 = 32,640 fits a 16-bit lane; 8 bits reach 127.
+    assert (peak <= 64) is reduce_range and peak > 32, peak
+    desc = {p.key: p.value for p in q.metadata_props}["quantization"]
+    assert ("7-bit weights" in desc) is reduce_range
+
+
 # ---------------------------------------------------------------- bench_latency CLI
 
 
