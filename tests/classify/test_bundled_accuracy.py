@@ -20,9 +20,20 @@ VAL_DATA = {"fast": "ferplus", "accurate": "fer2013", "fer2013": "fer2013"}
 # Names that are aliases of another bundled name's file (scored once, under that name).
 ALIASES = {"ferplus": "fast"}
 VAL_SIZE = {"fer2013": 3589, "ferplus": 3579}
-# int8 results of the same file on other CPUs can differ in the last rounding of a few
-# faces; anything larger means the card and the file disagree.
-TOLERANCE_POINTS = 0.15
+# How far the same int8 file scores apart on different CPUs, by its weight precision
+# (the "quantization" metadata). 8-bit weights: onnxruntime's u8s8 kernels saturate on
+# x86 without VNNI; measured, `accurate` scored 68.40% on an AVX2-only CPU against the
+# 68.57% of a VNNI CPU (6 of 3,589 faces), so 0.25 points. 7-bit weights (trainer.quantize's
+# default since) cannot saturate: only the last rounding of a face or two differs.
+# Anything larger means the card and the file disagree.
+TOLERANCE_POINTS = {"8-bit": 0.25, "7-bit": 0.1}
+
+
+def tolerance_points(path: Path) -> float:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return TOLERANCE_POINTS["7-bit" if "7-bit weights" in meta.get("quantization", "") else "8-bit"]
 
 
 def _card_row(name: str) -> list[str]:
@@ -65,9 +76,10 @@ def test_card_states_the_bundled_int8_accuracy_and_f1(val_data: dict, name: str)
     _fp32, int8, _tta = _card_row("accuracy" + ROW_SUFFIX[name])
     assert "**" in int8, "the shipped (int8) column is the bold one"
     assert report["n"] == VAL_SIZE[VAL_DATA[name]]
-    assert report["accuracy"] * 100 == pytest.approx(_number(int8), abs=TOLERANCE_POINTS)
+    tol = tolerance_points(BUNDLED_MODELS[name])
+    assert report["accuracy"] * 100 == pytest.approx(_number(int8), abs=tol)
     f1 = _number(_card_row("macro F1" + ROW_SUFFIX[name])[1])
-    assert report["macro_f1"] == pytest.approx(f1, abs=0.0015 + TOLERANCE_POINTS / 100)
+    assert report["macro_f1"] == pytest.approx(f1, abs=0.0015 + tol / 100)
 
 
 @pytest.mark.parametrize("name", sorted(ROW_SUFFIX))
