@@ -28,7 +28,7 @@ from edge_daemon import __version__
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
 from edge_daemon.detect.blazeface import InterpreterPool
-from edge_daemon.ops.prometheus import CameraView, DaemonCollector, Health, MetricsEndpoint
+from edge_daemon.ops.prometheus import CameraView, DaemonCollector, Health
 from edge_daemon.ops.systemd import SystemdNotifier
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
 from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
@@ -52,6 +52,7 @@ from edge_daemon.types import StreamStatus
 from edge_daemon.web.http import HttpService
 from edge_daemon.web.live import LiveSlot, RenderOptions
 from edge_daemon.web.liveview import LiveView
+from edge_daemon.web.metrics_endpoint import MetricsEndpoint
 
 log = logging.getLogger(__name__)
 

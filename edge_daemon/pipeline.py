@@ -30,8 +30,14 @@ from edge_daemon.policy.events import (
 )
 from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.track.tracker import IouTracker, TrackerParams
-from edge_daemon.types import Event, FaceObservation, Frame, StreamStatus, TrackSnapshot
-from edge_daemon.web.live import LiveFace, LiveSlot
+from edge_daemon.types import (
+    Event,
+    FaceObservation,
+    Frame,
+    ShownFace,
+    StreamStatus,
+    TrackSnapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,30 @@ class EventSink(Protocol):
     def publish_event(self, event: Event) -> bool: ...
 
     def publish_state(self, camera: str, state: dict[str, Any]) -> bool: ...
+
+
+class FrameSink(Protocol):
+    """Where a camera's pipeline thread hands each analysed frame (the live view is one).
+
+    Called from the pipeline thread on every frame, so an implementation keeps
+    references only and does its expensive work (drawing, encoding) elsewhere.
+    """
+
+    def put_frame(
+        self,
+        frame: Frame,
+        faces: tuple[ShownFace, ...],
+        boxes: np.ndarray,
+        fps: float,
+        boxes_fresh: bool = True,
+    ) -> None:
+        """``boxes_fresh``: ``boxes`` were detected on ``frame`` itself (not earlier)."""
+
+    def needs_fresh_boxes(self) -> bool:
+        """While true the detector runs on every frame (e.g. faces must be blurred in
+        what someone is watching), not every ``detect_every``-th."""
+
+    def add_events(self, events: Sequence[Event]) -> None: ...
 
 
 class CameraAnalyzer:
@@ -240,7 +270,7 @@ class CameraPipeline(threading.Thread):
         capture: CaptureWorker,
         sink: EventSink,
         stop: threading.Event,
-        live: LiveSlot | None = None,
+        live: FrameSink | None = None,
         failing_s: float = 30.0,
     ) -> None:
         super().__init__(name=f"pipeline-{analyzer.camera}", daemon=True)
@@ -362,14 +392,14 @@ class CameraPipeline(threading.Thread):
         labels = an.model.labels
         floor = an.policy.params.min_confidence
         faces = tuple(
-            LiveFace(t.track_id, t.xyxy, *shown_emotion(t.probs, labels, floor))
+            ShownFace(t.track_id, t.xyxy, *shown_emotion(t.probs, labels, floor))
             for t in an.last_tracks
         )
         fresh = an.last_boxes_seq == frame.seq
         live.put_frame(frame, faces, an.last_boxes, an.metrics.fps(), boxes_fresh=fresh)
-        # Blurred faces need boxes of the frame shown: while someone watches, detect on
-        # every frame (from the next one; until then the slot blurs the whole picture).
-        an.detect_every_frame = live.options.blur_faces and live.watched()
+        # E.g. blurred faces need boxes of the frame shown: detect on every frame from
+        # the next one (until then the live view blurs the whole picture).
+        an.detect_every_frame = live.needs_fresh_boxes()
 
     def _emit(self, events: Sequence[Event]) -> None:
         m = self.analyzer.metrics

@@ -117,3 +117,14 @@ class Event:
     bbox: tuple[float, float, float, float]  # normalised x, y, w, h
     ts: float  # epoch seconds
     extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ShownFace:
+    """What a viewer is shown for one tracked face: its box in the frame's pixels and
+    the emotion to name (``UNCERTAIN`` below the policy's confidence floor)."""
+
+    track_id: int
+    xyxy: tuple[float, float, float, float]
+    emotion: str
+    confidence: float

@@ -1,4 +1,7 @@
-"""Prometheus exposition of the pipeline metrics, plus ``/healthz`` and ``/readyz``.
+"""Prometheus exposition of the pipeline metrics and the daemon's health.
+
+The HTTP side (``/metrics``, ``/healthz``, ``/readyz``) lives in
+:mod:`edge_daemon.web.metrics_endpoint`: this module knows nothing of web servers.
 
 Pull model: nothing is recorded for Prometheus on the hot path. At scrape time the
 collector reads the snapshots the pipelines and the publisher already keep (counters
@@ -11,10 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,7 +27,6 @@ from prometheus_client.registry import Collector
 from edge_daemon import __version__
 from edge_daemon.metrics import HistogramSnapshot, PipelineMetrics
 from edge_daemon.sources import CaptureStats
-from edge_daemon.web.http import HttpService, Request
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -177,27 +177,3 @@ def _add_histogram(fam: HistogramMetricFamily, labels: list[str], h: HistogramSn
         for bound, count in h.buckets
     ]
     fam.add_metric(labels, buckets, h.sum / 1000.0)
-
-
-class MetricsEndpoint:
-    """``/metrics`` (Prometheus text format), ``/healthz`` (200/503), ``/readyz`` (200/503)."""
-
-    def __init__(self, service: HttpService, collector: DaemonCollector) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
-        self._collector = collector
-        service.route("/metrics", self._metrics)
-        service.route("/healthz", self._healthz)
-        service.route("/readyz", self._readyz)
-
-    def _metrics(self, req: Request) -> None:
-        req.send(HTTPStatus.OK, generate_latest(self.registry), CONTENT_TYPE)
-
-    def _healthz(self, req: Request) -> None:
-        h = self._collector.health()
-        req.send_json(HTTPStatus.OK if h.healthy else HTTPStatus.SERVICE_UNAVAILABLE, h.as_dict())
-
-    def _readyz(self, req: Request) -> None:
-        h = self._collector.health()
-        ok = h.ready and h.healthy
-        req.send_json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, h.as_dict())

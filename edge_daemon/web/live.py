@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_daemon.types import Event, Frame
+from edge_daemon.types import Event, Frame, ShownFace
 
 #: One emoji per emotion name, for the page (the image itself carries ASCII labels,
 #: since OpenCV cannot draw emoji).
@@ -49,14 +49,6 @@ _COLOURS: dict[str, tuple[int, int, int]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class LiveFace:
-    track_id: int
-    xyxy: tuple[float, float, float, float]  # pixels of the original frame
-    emotion: str
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
 class RenderOptions:
     max_width: int = 960
     jpeg_quality: int = 75
@@ -64,14 +56,16 @@ class RenderOptions:
 
 
 class LiveSlot:
-    """Latest frame + faces of one camera; written by its pipeline, read by web threads."""
+    """Latest frame + faces of one camera; written by its pipeline, read by web threads.
+
+    The pipeline's :class:`~edge_daemon.pipeline.FrameSink`."""
 
     def __init__(self, camera: str, options: RenderOptions) -> None:
         self.camera = camera
         self.options = options
         self._lock = threading.Lock()
         self._frame: Frame | None = None
-        self._faces: tuple[LiveFace, ...] = ()
+        self._faces: tuple[ShownFace, ...] = ()
         self._boxes: np.ndarray = np.zeros((0, 4), np.float32)
         self._boxes_fresh = False  # the boxes were detected on this very frame
         self._last_view = -WATCH_S  # monotonic time of the last picture request
@@ -86,7 +80,7 @@ class LiveSlot:
     def put_frame(
         self,
         frame: Frame,
-        faces: tuple[LiveFace, ...],
+        faces: tuple[ShownFace, ...],
         boxes: np.ndarray,
         fps: float,
         boxes_fresh: bool = True,
@@ -100,6 +94,10 @@ class LiveSlot:
         """Someone asked for a picture of this camera in the last ``WATCH_S`` seconds."""
         with self._lock:
             return time.monotonic() - self._last_view < WATCH_S
+
+    def needs_fresh_boxes(self) -> bool:
+        """Blurred faces need the boxes of the very frame shown, while it is watched."""
+        return self.options.blur_faces and self.watched()
 
     def add_events(self, events: Iterable[Event]) -> None:
         items = [
@@ -171,7 +169,7 @@ def _norm_box(xyxy: tuple[float, float, float, float], w: int, h: int) -> list[f
 
 def render(
     image: np.ndarray,
-    faces: tuple[LiveFace, ...],
+    faces: tuple[ShownFace, ...],
     boxes: np.ndarray,
     options: RenderOptions,
     boxes_fresh: bool = True,

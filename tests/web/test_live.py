@@ -17,7 +17,8 @@ from skimage import data as skdata
 
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.types import Frame
-from edge_daemon.web.live import EMOJI, LiveFace, LiveSlot, RenderOptions, render
+from edge_daemon.types import ShownFace
+from edge_daemon.web.live import EMOJI, LiveSlot, RenderOptions, render
 from tests.fixtures.mqtt import free_port
 from tests.support.app import app_config, running_app, sample_camera
 
@@ -35,7 +36,7 @@ def astronaut_frame(seq: int = 1) -> Frame:
     return Frame("cam", seq, time.time(), time.monotonic(), img)
 
 
-FACE = LiveFace(1, (170.0, 40.0, 320.0, 220.0), "happy", 0.93)
+FACE = ShownFace(1, (170.0, 40.0, 320.0, 220.0), "happy", 0.93)
 
 
 def test_every_label_has_an_emoji() -> None:
