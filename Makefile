@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,bench,dev]'
 	# MediaPipe is the reference in the detector parity test only. Its wheel declares
 	# opencv-contrib-python, which clashes with the headless cv2 we use; its face
 	# detector needs none of it, so install it without deps.
@@ -36,7 +36,7 @@ format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 bench: setup
-	$(BIN)/edge-daemon bench --source $${EDGE_DATA_DIR:-../shared/data}/videos/pyfeat__single_face.mp4 --json
+	$(BIN)/edge-bench pipeline --source $${EDGE_DATA_DIR:-../shared/data}/videos/pyfeat__single_face.mp4 --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

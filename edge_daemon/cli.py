@@ -1,4 +1,4 @@
-"""Command line: ``edge-daemon run|validate-config|watch|bench|version``.
+"""Command line: ``edge-daemon run|validate-config|watch|version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 user error (bad config, model, arguments).
 User errors print one clear message per problem and never a traceback.
@@ -194,65 +194,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from edge_daemon.bench import BenchError, parse_size, run_bench, transcode
-
-    setup_logging("warning")
-    try:
-        if not args.source.is_file():
-            raise BenchError(f"{args.source}: no such file")
-        sweep = tuple(int(v) for v in args.sweep.split(",")) if args.sweep else (1, 2, 4, 8)
-        if args.report is not None:
-            from edge_daemon.perf import run_report
-
-            size = parse_size(args.size or "1280x720")
-            result = run_report(
-                args.source,
-                args.report,
-                size=size,
-                fps=args.fps,
-                sweep=sweep,
-                seconds=args.seconds,
-                config=args.config,
-                progress=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True),
-            )
-            for row in result["targets"]:
-                mark = "met" if row["met"] else "NOT met"
-                print(f"{mark:>8}  {row['target']}: {row['measured']}")
-            print(f"wrote {args.report}")
-            return EXIT_OK
-        with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-            source = args.source
-            if args.size:
-                source = transcode(
-                    source, Path(tmp) / "input.mp4", *parse_size(args.size), args.fps
-                )
-            result = run_bench(
-                source,
-                args.config,
-                streams=args.streams,
-                max_frames=args.frames,
-                baseline=args.baseline,
-            )
-    except (BenchError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:>22}: {v}")
-    return EXIT_OK
-
-
-def cmd_soak(args: argparse.Namespace) -> int:
-    from edge_daemon.soak import main_soak
-
-    return main_soak(args)
-
-
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"edge-daemon {__version__}")
     return EXIT_OK
@@ -281,35 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--count", type=int, default=0, help="exit after N messages")
     w.add_argument("--timeout", type=float, default=0, help="exit after T seconds")
     w.set_defaults(func=cmd_watch)
-
-    b = sub.add_parser("bench", help="benchmark the pipeline on a video file")
-    b.add_argument("--source", type=Path, required=True, help="video file")
-    b.add_argument("-c", "--config", type=Path, help="config for detector/model settings")
-    b.add_argument("--streams", type=int, default=1, help="parallel streams of the same file")
-    b.add_argument("--frames", type=int, default=0, help="frames per stream (0 = whole file)")
-    b.add_argument("--baseline", action="store_true", help="also run the naive Haar-per-frame loop")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--size", help="re-encode the source to WIDTHxHEIGHT H.264 first (ffmpeg)")
-    b.add_argument("--fps", type=float, default=25.0, help="frame rate of the re-encoded file")
-    b.add_argument(
-        "--report",
-        type=Path,
-        help="run every performance measurement (720p by default) and write this Markdown "
-        "file with plots beside it",
-    )
-    b.add_argument("--sweep", help="stream counts for --report, e.g. 1,2,4,8")
-    b.add_argument("--seconds", type=float, default=30.0, help="length of each paced run")
-    b.set_defaults(func=cmd_bench)
-
-    s = sub.add_parser("soak", help="run the daemon for a long time; report RSS/fd growth")
-    s.add_argument("--minutes", type=float, default=30.0)
-    s.add_argument("--streams", type=int, default=4)
-    s.add_argument("--source", type=Path, help="video file (looped, real time); default: sample")
-    s.add_argument("--fps", type=float, default=25.0, help="fps of the sample cameras")
-    s.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
-    s.add_argument("--out", type=Path, help="write the full series as JSON here")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.set_defaults(func=cmd_soak)
 
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return p

@@ -31,9 +31,9 @@ $py -m trainer.evaluate "$run/emotion_int8.onnx" --split val --seen-in train --j
 # The yardstick: end to end, candidate and bundled model on the same detections
 $py -m trainer.evaluate_e2e "candidate=$run/emotion_int8.onnx" "bundled=$bundled" \
   --out "$run" --json > "$run/e2e.json"
-$py -m trainer.bench_latency "$run/emotion_int8.onnx" --threads 1 2 --batch 1 8 --json \
+$py -m edge_bench.latency "$run/emotion_int8.onnx" --threads 1 2 --batch 1 8 --json \
   > "$run/latency_int8.json"
-$py -m trainer.bench_latency "$run/emotion_fp32.onnx" --threads 1 2 --batch 1 8 --json \
+$py -m edge_bench.latency "$run/emotion_fp32.onnx" --threads 1 2 --batch 1 8 --json \
   > "$run/latency_fp32.json"
 gate=0
 verdict=$($py -m trainer.ship_gate "$run" --budget-ms "$budget_ms") || gate=$?

@@ -2,7 +2,7 @@
 
 All-black, tiny, 4K, faces cut by the border and a frame with 50 faces: no crash, every
 cap holds (faces per frame, inference batch), and each frame returns (the per-frame work
-is bounded by the caps; the time itself is measured by `edge-daemon bench`, not here).
+is bounded by the caps; the time itself is measured by `edge-bench pipeline`, not here).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Layers, bottom up: the core (value types, config, metrics, the runtime stages sources ->
 detect -> classify -> track -> policy -> publish, the pipeline that joins them, ops
-helpers), then the web server and its pages, then the app layer (app, CLI).
+helpers), then the web server and its pages, then the app layer (app, CLI). The
+measuring tools (``edge_bench``) and the trainer sit beside the runtime and may import
+it; the runtime never imports either.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ def test_no_module_imports_a_layer_above_it(module: str) -> None:
         if m.startswith("edge_daemon") and layer(m) > layer(module) and m in MODULES
     )
     assert not above, f"{module} (layer {layer(module)}) imports {above}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_runtime_never_imports_the_tools_or_the_trainer(module: str) -> None:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    tools = {m for m in imports(path) if m.split(".")[0] in ("trainer", "edge_bench")}
+    assert not tools, f"{module} imports {sorted(tools)}"
 
 
 def test_the_checker_sees_what_it_must_refuse() -> None:

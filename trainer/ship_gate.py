@@ -77,13 +77,13 @@ def worst_condition(report: dict, name: str) -> tuple[str, float] | None:
 
 
 def latency_ms(report: dict, threads: int = 1, batch: int = 1) -> float:
-    """Median ms per face at ``threads`` and ``batch`` from a ``bench_latency --json``."""
+    """Median ms per face at ``threads`` and ``batch`` from an ``edge-bench latency --json``."""
     for row in report.get("results", []):
         if row.get("threads") == threads and row.get("batch") == batch:
             return float(row["median_ms_per_face"])
     raise ShipGateError(
         f"latency report has no threads={threads} batch={batch} row; run "
-        f"`python -m trainer.bench_latency MODEL --threads {threads} --batch {batch} --json`"
+        f"`edge-bench latency MODEL --threads {threads} --batch {batch} --json`"
     )
 
 

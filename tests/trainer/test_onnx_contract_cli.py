@@ -1,4 +1,4 @@
-"""Model metadata contract, EmotionModel refusals, and the evaluate / bench_latency CLIs,
+"""Model metadata contract, EmotionModel refusals, and the evaluate / edge_bench.latency CLIs,
 on tiny ONNX graphs built with onnx.helper (no torch, no shared data)."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from edge_bench import latency  # noqa: E402
 from edge_daemon.classify.model import EmotionModel, ModelLoadError  # noqa: E402
 from edge_daemon.labels import FER_LABELS  # noqa: E402
 from edge_daemon.modelmeta import REQUIRED_KEYS, ModelContract, ModelContractError  # noqa: E402
-from trainer import bench_latency, evaluate  # noqa: E402
+from trainer import evaluate  # noqa: E402
 from trainer.quantize import MIN_CALIBRATION, QuantizeError, _reader, quantize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -415,13 +416,13 @@ def test_weights_are_seven_bit_unless_full_range(tmp_path: Path, reduce_range: b
     assert ("7-bit weights" in desc) is reduce_range
 
 
-# ---------------------------------------------------------------- bench_latency CLI
+# ------------------------------------------------------------ edge_bench.latency CLI
 
 
-def test_bench_latency_json(tmp_path: Path, capsys) -> None:
+def test_latency_json(tmp_path: Path, capsys) -> None:
     model = tiny_onnx(tmp_path / "m.onnx")
     argv = [str(model), "--threads", "1", "--batch", "1", "4", "--repeat", "3", "--warmup", "1"]
-    assert bench_latency.main([*argv, "--json"]) == 0
+    assert latency.main([*argv, "--json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert report["arch"] == "tiny" and report["macs"] == 123
@@ -435,10 +436,10 @@ def test_bench_latency_json(tmp_path: Path, capsys) -> None:
     assert "ms/face" in captured.err  # table on stderr with --json
 
 
-def test_bench_latency_table_and_errors(tmp_path: Path, capsys) -> None:
+def test_latency_table_and_errors(tmp_path: Path, capsys) -> None:
     model = tiny_onnx(tmp_path / "m.onnx")
-    assert bench_latency.main([str(model), "--threads", "1", "--batch", "2", "--repeat", "2"]) == 0
+    assert latency.main([str(model), "--threads", "1", "--batch", "2", "--repeat", "2"]) == 0
     out = capsys.readouterr().out
     assert "median ms" in out and "p90" in out and "tiny" in out
-    assert bench_latency.main([str(tmp_path / "nope.onnx"), "--repeat", "2"]) == 2
+    assert latency.main([str(tmp_path / "nope.onnx"), "--repeat", "2"]) == 2
     assert "does not exist" in capsys.readouterr().err

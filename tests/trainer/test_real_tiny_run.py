@@ -17,10 +17,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from edge_bench import latency  # noqa: E402
 from edge_daemon.classify.model import EmotionModel  # noqa: E402
 from edge_daemon.labels import FER_LABELS  # noqa: E402
 from edge_daemon.modelmeta import REQUIRED_KEYS  # noqa: E402
-from trainer import bench_latency, evaluate  # noqa: E402
+from trainer import evaluate  # noqa: E402
 from trainer.config import TrainConfigError, load_train_config  # noqa: E402
 from trainer.export import PARITY_TOL, export_checkpoint  # noqa: E402
 from trainer.quantize import MIN_CALIBRATION, quantize  # noqa: E402
@@ -169,8 +170,8 @@ def test_evaluate_cli_on_tiny_model(tiny: dict, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "emotion_int8_val_confusion.png").is_file()
 
 
-def test_bench_latency_on_tiny_model(tiny: dict, capsys) -> None:
-    r = bench_latency.bench(tiny["fp32"], [1], [1, 8], repeat=3, warmup=1)
+def test_latency_on_tiny_model(tiny: dict, capsys) -> None:
+    r = latency.bench(tiny["fp32"], [1], [1, 8], repeat=3, warmup=1)
     assert r["arch"] == "edgefer" and r["params"] > 0 and r["macs"] > 0
     assert [x["batch"] for x in r["results"]] == [1, 8]
 

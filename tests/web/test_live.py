@@ -16,8 +16,7 @@ import pytest
 from skimage import data as skdata
 
 from edge_daemon.labels import FER_LABELS
-from edge_daemon.types import Frame
-from edge_daemon.types import ShownFace
+from edge_daemon.types import Frame, ShownFace
 from edge_daemon.web.live import EMOJI, LiveSlot, RenderOptions, render
 from tests.fixtures.mqtt import free_port
 from tests.support.app import app_config, running_app, sample_camera

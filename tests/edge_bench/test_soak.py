@@ -1,4 +1,4 @@
-"""The 3-minute soak (the 30-minute one is `edge-daemon soak`, run by hand)."""
+"""The 3-minute soak (the 30-minute one is `edge-bench soak`, run by hand)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edge_daemon.soak import growth, run_soak
+from edge_bench.soak import growth, run_soak
 
 
 def test_growth_uses_medians_after_warmup() -> None:

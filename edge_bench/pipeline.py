@@ -1,4 +1,4 @@
-"""``edge-daemon bench``: the full analysis pipeline as fast as possible on a video file.
+"""``edge-bench pipeline``: the full analysis pipeline as fast as possible on a video file.
 
 Passes in the same process on the same file: decode only (the ceiling), then the
 daemon's analysis (detect + classify + track + policy) on every frame, in ``streams``

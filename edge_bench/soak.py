@@ -7,7 +7,7 @@ fifth of the samples against the median of the samples just after warm-up (model
 and buffers allocated). Medians, not single samples, because allocators and the OS
 return memory in steps. Fails (exit 1) above ``max_growth``.
 
-``edge-daemon soak --minutes 30 --streams 4`` is the full run (not in CI); the test suite
+``edge-bench soak --minutes 30 --streams 4`` is the full run (not in CI); the test suite
 runs a 3-minute version.
 """
 

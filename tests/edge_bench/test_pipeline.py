@@ -1,4 +1,4 @@
-"""`edge-daemon bench` on a small generated video: decode, pipeline and naive baseline."""
+"""`edge-bench pipeline` on a small generated video: decode, pipeline and naive baseline."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_daemon.bench import BenchError, parse_size, run_bench, track_emotions, transcode
+from edge_bench.cli import main
+from edge_bench.pipeline import BenchError, parse_size, run_bench, track_emotions, transcode
 from edge_daemon.classify.model import EmotionModel
-from edge_daemon.cli import main
 from edge_daemon.config import AppConfig
 from tests.support.video import write_face_video
 
@@ -43,7 +43,7 @@ def test_bench_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     text.write_text("not a video")
     with pytest.raises(BenchError, match=r"cannot open|no decodable"):
         run_bench(text)
-    assert main(["bench", "--source", str(tmp_path / "missing.mp4")]) == 2
+    assert main(["pipeline", "--source", str(tmp_path / "missing.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 

@@ -1,6 +1,7 @@
 """Per-face latency of an ONNX emotion model in onnxruntime (CPU).
 
-    python -m trainer.bench_latency MODEL.onnx [--threads 1 2] [--batch 1 8] [--repeat N] [--json]
+    edge-bench latency MODEL.onnx [--threads 1 2] [--batch 1 8] [--repeat N] [--json]
+    python -m edge_bench.latency MODEL.onnx [--threads 1 2] [--batch 1 8] [--repeat N] [--json]
 
 For every (threads, batch) pair: one session with that many intra-op threads, warm-up
 runs, then ``--repeat`` timed ``session.run`` calls on already normalised input (the
@@ -120,17 +121,20 @@ def _positive(v: str) -> int:
     return n
 
 
-def main(argv: list[str] | None = None) -> int:
-    from edge_daemon.classify.model import ModelLoadError
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The command line of ``edge-bench latency`` and ``python -m edge_bench.latency``."""
     ap.add_argument("model", type=Path)
     ap.add_argument("--threads", type=_positive, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=_positive, nargs="+", default=[1, 8])
     ap.add_argument("--repeat", type=_positive, default=100, help="timed runs per setting")
     ap.add_argument("--warmup", type=int, default=10, help="untimed runs per setting")
     ap.add_argument("--json", action="store_true", help="JSON on stdout, table on stderr")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bench, print; 0 done, 2 the model cannot be loaded (message on stderr)."""
+    from edge_daemon.classify.model import ModelLoadError
+
     try:
         report = bench(args.model, args.threads, args.batch, args.repeat, max(0, args.warmup))
     except ModelLoadError as exc:
@@ -143,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(table)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m edge_bench.latency",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge_daemon.perf import _find_mosquitto, check_targets, run_paced, write_report
+from edge_bench.report import _find_mosquitto, check_targets, run_paced, write_report
 from tests.support.video import write_face_video
 
 

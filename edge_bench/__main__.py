@@ -1,0 +1,3 @@
+from edge_bench.cli import main
+
+raise SystemExit(main())
