@@ -4,10 +4,11 @@
 set -euo pipefail
 need_cmds=(mosquitto ffmpeg)
 # chromium: the live view is tested in a real headless browser; systemd: systemd-analyze
-# checks the unit file.
+# checks the unit file; qemu-user-static: int8 results are checked on an emulated CPU
+# without VNNI (tests/classify/test_int8_isa.py).
 pkgs=(mosquitto mosquitto-clients ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
       gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-rtsp
-      chromium fonts-noto-color-emoji systemd)
+      chromium fonts-noto-color-emoji systemd qemu-user-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

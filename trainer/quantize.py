@@ -123,9 +123,10 @@ def quantize(
     (``vpmaddubsw``), which saturate for 8-bit weights (2 x 255 x 127 > 32767) but not
     for 7-bit ones (2 x 255 x 64 = 32,640); with VNNI they do not saturate at all.
     Full-range weights therefore give different results on the two kinds of CPU (the
-    `accurate` model: 68.40% on an AVX2 CPU against 68.57% with VNNI); 7-bit ones cannot
-    saturate, so both kinds compute the same sums (by construction; not yet measured on
-    an AVX2-only CPU), at the accuracy cost the model card states.
+    former 8-bit `accurate` file: 68.40% on an AVX2 CPU against 68.57% with VNNI); 7-bit
+    ones cannot saturate, so both kinds compute the same sums: measured under an emulated
+    AVX2-only CPU, bit-identical probabilities (tests/classify/test_int8_isa.py), at the
+    accuracy cost the model card states.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

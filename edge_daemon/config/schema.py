@@ -162,12 +162,12 @@ class ModelConfig(StrictModel):
     bundled: Literal["fast", "ferplus", "fer2013", "accurate"] = Field(
         "fast",
         description="bundled model used when path is null. fast (the default; ferplus is "
-        "the same file): edgefer2 trained on the FER+ crowd votes, right on 88.2% of the "
+        "the same file): edgefer2 trained on the FER+ crowd votes, right on 87.7% of the "
         "faces found in labelled photos of real people through the daemon's own detector "
-        "and crop (macro F1 0.45), 81.6% against the FER+ majority on FER+ val; fer2013: "
-        "the FER-2013-label model, 69.0% on FER-2013 PublicTest (for comparison with "
+        "and crop (macro F1 0.44), 81.5% against the FER+ majority on FER+ val; fer2013: "
+        "the FER-2013-label model, 69.1% on FER-2013 PublicTest (for comparison with "
         "published work) but 63.7% on those photos, calling most neutral faces sad or "
-        "angry; accurate: two earlier FER-2013 models averaged in one graph, 68.6%, twice "
+        "angry; accurate: two earlier FER-2013 models averaged in one graph, 68.7%, twice "
         "the cost. All 0.35 ms per face on one VNNI core (0.70 ms accurate). Figures from "
         "edge_daemon/models/MODEL_CARD.md",
     )
