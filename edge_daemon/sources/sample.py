@@ -1,7 +1,8 @@
 """A synthetic camera for demos and tests: a public-domain portrait, slowly panned/zoomed.
 
-The picture is scikit-image's ``astronaut`` (NASA photo of Eileen Collins, public
-domain), so the face detector and classifier have a real face to work on while the
+The picture is ``astronaut.jpg`` beside this module: scikit-image's ``astronaut`` (NASA
+photo of Eileen Collins, public domain) as a 68 kB JPEG, so the runtime needs no
+scikit-image; the face detector and classifier have a real face to work on while the
 virtual camera moves; frames are generated on the fly at the configured rate.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,18 +19,15 @@ import numpy as np
 from edge_daemon.sources.base import Pacer, SourceError
 from edge_daemon.sources.spec import SampleSpec
 
+PORTRAIT = Path(__file__).with_name("astronaut.jpg")
+
 
 @functools.lru_cache(maxsize=1)
 def _portrait_bgr() -> np.ndarray:
-    """The source picture, loaded on first use (importing skimage.data is slow)."""
-    try:
-        from skimage import data
-    except ImportError as exc:
-        raise SourceError(
-            "the sample source needs scikit-image (pip install scikit-image)", permanent=True
-        ) from exc
-    rgb = np.asarray(data.astronaut())
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    """The source picture (512x512 BGR), decoded on first use."""
+    bgr = cv2.imread(str(PORTRAIT), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"the sample picture {PORTRAIT} is missing or unreadable", permanent=True)
     bgr.flags.writeable = False  # shared by all sample cameras
     return bgr
 

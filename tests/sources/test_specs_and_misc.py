@@ -6,6 +6,7 @@ import threading
 import time
 
 import cv2
+import numpy as np
 import pytest
 
 from edge_daemon.sources import (
@@ -118,3 +119,14 @@ def test_worker_rejects_unknown_spec() -> None:
             threading.Event(),
             lambda *a: None,
         )
+
+
+def test_the_shipped_sample_picture_is_the_public_domain_astronaut() -> None:
+    # The runtime ships the photo as a JPEG so that it needs no scikit-image; the file
+    # must be that photo (provenance: public domain), not anything else.
+    skdata = pytest.importorskip("skimage.data")
+    want = cv2.cvtColor(np.asarray(skdata.astronaut()), cv2.COLOR_RGB2BGR).astype(np.float64)
+    got = _portrait_bgr()
+    assert got.shape == want.shape and not got.flags.writeable
+    psnr = 10 * np.log10(255**2 / ((got - want) ** 2).mean())
+    assert psnr > 35, psnr
