@@ -268,6 +268,7 @@ class App:
                 lambda: [rt.view() for rt in self.cameras],
                 lambda: self.publisher.stats() if self.publisher else {},
                 self.health,
+                self._counters,
             )
             MetricsEndpoint(svc, collector)
             svc.start()
@@ -333,6 +334,15 @@ class App:
         self.broker = broker
         log.info("embedded MQTT broker listening on %s:%d", eb.host, eb.port)
         return True
+
+    def _counters(self) -> dict[str, int]:
+        """Daemon-wide counters for the metrics endpoint (read from its thread: plain
+        ints, so a scrape sees a value that was current a moment ago)."""
+        pool, live = self._detector_pool, self.live_view
+        return {
+            "detector_pool_waits": pool.waits if pool is not None else 0,
+            "live_streams_refused": live.streams_refused if live is not None else 0,
+        }
 
     def _detectors(self) -> InterpreterPool:
         """The detector interpreters every camera shares (one per core at most, made on

@@ -176,7 +176,3 @@ class EmotionModel:
         p = self.contract.to_probs(self.session.run(None, {self.input_name: both})[0])
         n = len(crops)
         return (p[:n] + p[n:]) * np.float32(0.5)
-
-    def logits(self, crops: np.ndarray) -> np.ndarray:
-        x = self.contract.normalize(crops)
-        return self.session.run(None, {self.input_name: x})[0]

@@ -35,7 +35,21 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edge_daemon.labels import FER_LABELS
+from edge_daemon.policy.events import (
+    DEFAULT_ALERT_COOLDOWN_S,
+    DEFAULT_ALERT_MIN_DURATION_S,
+    DEFAULT_ALERT_MIN_SCORE,
+    DEFAULT_ESTABLISH_S,
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_MIN_UPDATE_INTERVAL_S,
+)
 from edge_daemon.redact import redact_url
+from edge_daemon.track.tracker import (
+    DEFAULT_IOU_THRESHOLD,
+    DEFAULT_MAX_MISSED_S,
+    DEFAULT_MIN_HITS,
+    DEFAULT_SMOOTHING_HALF_LIFE_S,
+)
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -245,19 +259,29 @@ class DetectorConfig(StrictModel):
 
 
 class TrackerConfig(StrictModel):
-    """IoU tracker that links detections across frames."""
+    """IoU tracker that links detections across frames. The defaults are the tracker's
+    own named constants (edge_daemon/track/tracker.py, with their trade-offs)."""
 
     iou_threshold: float = Field(
-        0.3, ge=0.01, le=0.95, description="minimum IoU to match a detection to a track"
+        DEFAULT_IOU_THRESHOLD,
+        ge=0.01,
+        le=0.95,
+        description="minimum IoU to match a detection to a track",
     )
     min_hits: int = Field(
-        2, ge=1, le=30, description="detections before a track is confirmed (and reported)"
+        DEFAULT_MIN_HITS,
+        ge=1,
+        le=30,
+        description="detections before a track is confirmed (and reported)",
     )
     max_missed_s: float = Field(
-        1.0, ge=0.05, le=60, description="a track is lost after this long without a match"
+        DEFAULT_MAX_MISSED_S,
+        ge=0.05,
+        le=60,
+        description="a track is lost after this long without a match",
     )
     smoothing_half_life_s: float = Field(
-        0.5,
+        DEFAULT_SMOOTHING_HALF_LIFE_S,
         ge=0,
         le=30,
         description="EMA half-life of the class probabilities, seconds; 0 = no smoothing",
@@ -265,19 +289,26 @@ class TrackerConfig(StrictModel):
 
 
 class EventsConfig(StrictModel):
-    """When emotion events (start/update/end) are emitted."""
+    """When emotion events (start/update/end) are emitted. The defaults are the policy's
+    own named constants (edge_daemon/policy/events.py, with their trade-offs)."""
 
     min_confidence: float = Field(
-        0.45, ge=0, le=1, description="smoothed probability the dominant emotion needs"
+        DEFAULT_MIN_CONFIDENCE,
+        ge=0,
+        le=1,
+        description="smoothed probability the dominant emotion needs",
     )
     establish_s: float = Field(
-        0.5,
+        DEFAULT_ESTABLISH_S,
         ge=0,
         le=60,
         description="how long a dominant emotion must hold before a start/update event",
     )
     min_update_interval_s: float = Field(
-        1.0, ge=0, le=3600, description="minimum seconds between two events of one track"
+        DEFAULT_MIN_UPDATE_INTERVAL_S,
+        ge=0,
+        le=3600,
+        description="minimum seconds between two events of one track",
     )
 
 
@@ -630,12 +661,20 @@ class AlertRule(StrictModel):
 
     name: str = Field(..., pattern=NAME_PATTERN, description="rule name (used in MQTT topics)")
     emotion: Emotion = Field(..., description="the emotion to watch")
-    min_score: float = Field(0.6, ge=0, le=1, description="smoothed probability threshold")
+    min_score: float = Field(
+        DEFAULT_ALERT_MIN_SCORE, ge=0, le=1, description="smoothed probability threshold"
+    )
     min_duration_s: float = Field(
-        3, ge=0, le=3600, description="the score must stay above min_score this long"
+        DEFAULT_ALERT_MIN_DURATION_S,
+        ge=0,
+        le=3600,
+        description="the score must stay above min_score this long",
     )
     cooldown_s: float = Field(
-        30, ge=0, le=86400, description="minimum seconds between two alerts of this rule"
+        DEFAULT_ALERT_COOLDOWN_S,
+        ge=0,
+        le=86400,
+        description="minimum seconds between two alerts of this rule",
     )
 
 

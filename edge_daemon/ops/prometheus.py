@@ -63,16 +63,28 @@ class Health:
         }
 
 
+#: Daemon-wide counters read at scrape time (``edge_<name>_total``): name -> help.
+DAEMON_COUNTERS = {
+    "detector_pool_waits": "detector borrows that found every shared interpreter busy "
+    "(contention; starts again at 0 when a reload replaces the pool)",
+    "live_streams_refused": "live-view picture streams refused at live_view.max_clients",
+}
+
+
 class DaemonCollector(Collector):
     def __init__(
         self,
         cameras: Callable[[], list[CameraView]],
         mqtt_stats: Callable[[], dict[str, Any]],
         health: Callable[[], Health],
+        counters: Callable[[], dict[str, int]] = dict,
     ) -> None:
+        """``counters``: current values of :data:`DAEMON_COUNTERS` (missing ones are not
+        exported)."""
         self._cameras = cameras
         self._mqtt = mqtt_stats
         self.health = health
+        self._counters = counters
 
     def collect(self) -> Iterator[Any]:
         yield InfoMetricFamily("edge_daemon_build", "daemon version", {"version": __version__})
@@ -83,6 +95,10 @@ class DaemonCollector(Collector):
         yield GaugeMetricFamily(
             "edge_daemon_ready", "1 when every pipeline has started", value=int(health.ready)
         )
+        values = self._counters()
+        for name, doc in DAEMON_COUNTERS.items():
+            if name in values:
+                yield CounterMetricFamily(f"edge_{name}", doc, value=values[name])
         cams = self._cameras()
         lab = ["camera"]
 

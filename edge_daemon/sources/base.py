@@ -151,7 +151,6 @@ class ThreadedSource:
         self._frame: np.ndarray | Skipped | None = None
         self._want_pixels = True
         self._failure: BaseException | None = None
-        self._opened = False
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -162,11 +161,6 @@ class ThreadedSource:
     def fps(self) -> float | None:
         """Nominal frame rate of the stream, when known (after open)."""
         return self._backend.fps
-
-    @property
-    def opened(self) -> bool:
-        with self._cond:
-            return self._opened
 
     @property
     def decode_failures(self) -> int:
@@ -224,8 +218,6 @@ class ThreadedSource:
     def _run(self) -> None:
         try:
             self._backend.open(self._cancel)
-            with self._cond:
-                self._opened = True
             while True:
                 with self._cond:
                     while not self._requested and not self._closed:

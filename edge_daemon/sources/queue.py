@@ -20,8 +20,8 @@ MAX_QUEUE_SIZE = 8
 class FrameQueue:
     """Bounded FIFO of :class:`Frame` with drop-oldest semantics; thread-safe.
 
-    ``put`` never blocks; ``get`` blocks up to ``timeout`` seconds. The counters
-    (``dropped``, ``put_count``) can be read from any thread.
+    ``put`` never blocks; ``get`` blocks up to ``timeout`` seconds. ``dropped`` can be
+    read from any thread.
     """
 
     def __init__(self, maxsize: int = 2) -> None:
@@ -31,7 +31,6 @@ class FrameQueue:
         self._items: collections.deque[Frame] = collections.deque()
         self._cond = threading.Condition()
         self._dropped = 0
-        self._put_count = 0
 
     @property
     def maxsize(self) -> int:
@@ -50,7 +49,6 @@ class FrameQueue:
                 self._dropped += 1
                 dropped = True
             self._items.append(frame)
-            self._put_count += 1
             self._cond.notify()
             return dropped
 
@@ -69,21 +67,8 @@ class FrameQueue:
         with self._cond:
             return len(self._items)
 
-    def clear(self) -> int:
-        """Discard queued frames (not counted as dropped); returns how many."""
-        with self._cond:
-            n = len(self._items)
-            self._items.clear()
-            return n
-
     @property
     def dropped(self) -> int:
         """Frames discarded because the queue was full."""
         with self._cond:
             return self._dropped
-
-    @property
-    def put_count(self) -> int:
-        """Frames ever put (including those later dropped)."""
-        with self._cond:
-            return self._put_count

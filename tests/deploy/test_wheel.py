@@ -82,7 +82,11 @@ def test_wheel_declares_a_slim_runtime_and_ships_no_trainer(wheel: Path) -> None
         names = z.namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"edge_daemon", "edge_bench"}, tops
-    for data in ("edge_daemon/models/emotion.onnx", "edge_daemon/sources/astronaut.jpg"):
+    for data in (
+        "edge_daemon/models/emotion.onnx",
+        "edge_daemon/sources/astronaut.jpg",
+        "edge_daemon/py.typed",
+    ):
         assert data in names
 
 

@@ -9,9 +9,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_daemon.metrics import Histogram
+from edge_daemon.ops.prometheus import DAEMON_COUNTERS, DaemonCollector, Health
 from tests.fixtures.mqtt import free_port
 from tests.support.app import app_config, running_app, sample_camera
 
@@ -47,6 +49,23 @@ def test_histogram_is_cumulative() -> None:
         h.observe(v)
     assert h.cumulative() == [(1.0, 2), (10.0, 3), (float("inf"), 4)]
     assert h.count == 4 and h.sum == 56.5
+
+
+def test_daemon_wide_counters_are_exported() -> None:
+    # The detector pool's waits and the live view's refused streams were counted but
+    # never exported: an operator could not see either kind of contention.
+    health = Health(healthy=True, ready=True, problems=[], cameras={})
+    values = {"detector_pool_waits": 3, "live_streams_refused": 2}
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(DaemonCollector(list, dict, lambda: health, lambda: values))
+    got = {
+        s.name: s.value
+        for fam in text_string_to_metric_families(generate_latest(reg).decode())
+        for s in fam.samples
+    }
+    assert set(values) == set(DAEMON_COUNTERS)
+    assert got["edge_detector_pool_waits_total"] == 3
+    assert got["edge_live_streams_refused_total"] == 2
 
 
 def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
@@ -86,6 +105,8 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
         assert m["edge_classify_seconds_count{camera=door}"] >= 1
         assert m["edge_mqtt_connected"] == 1
         assert m["edge_mqtt_events_published_total"] >= 1  # the face's start event
+        assert m["edge_detector_pool_waits_total"] >= 0  # wired to the app's pool
+        assert m["edge_live_streams_refused_total"] == 0  # no live view here
 
         status, body, _ = get(url + "/healthz")
         assert status == 200

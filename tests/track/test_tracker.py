@@ -10,12 +10,6 @@ import pytest
 
 from edge_daemon.config.schema import TrackerConfig
 from edge_daemon.track import IouTracker, TrackerParams, TrackUpdate, iou_matrix
-from edge_daemon.track.tracker import (
-    DEFAULT_IOU_THRESHOLD,
-    DEFAULT_MAX_MISSED_S,
-    DEFAULT_MIN_HITS,
-    DEFAULT_SMOOTHING_HALF_LIFE_S,
-)
 from edge_daemon.types import FaceObservation
 
 K = 7  # classes
@@ -70,9 +64,6 @@ def test_params_from_config_and_defaults_match_schema() -> None:
     assert TrackerParams.from_config(cfg) == TrackerParams(0.4, 3, 2.5, 0.0)
     default = TrackerConfig()
     assert TrackerParams.from_config(default) == TrackerParams()
-    assert (default.iou_threshold, default.min_hits) == (DEFAULT_IOU_THRESHOLD, DEFAULT_MIN_HITS)
-    assert default.max_missed_s == DEFAULT_MAX_MISSED_S
-    assert default.smoothing_half_life_s == DEFAULT_SMOOTHING_HALF_LIFE_S
 
 
 @pytest.mark.parametrize(
