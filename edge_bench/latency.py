@@ -18,6 +18,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def bench(
     batches: list[int],
     repeat: int = 100,
     warmup: int = 10,
-) -> dict:
+) -> dict[str, Any]:
     import onnxruntime as ort
 
     from edge_daemon.classify.model import EmotionModel
@@ -87,7 +88,7 @@ def bench(
     }
 
 
-def format_table(r: dict) -> str:
+def format_table(r: dict[str, Any]) -> str:
     head = [f"model: {r['model']}"]
     info = []
     if r["arch"]:

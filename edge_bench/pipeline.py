@@ -67,7 +67,8 @@ def naive_loop(path: Path, model: EmotionModel, max_frames: int = 0) -> dict[str
     """
     from edge_daemon.classify.crop import crop_faces
 
-    cascade_path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    # cv2.data exists at run time but not in OpenCV's type stubs.
+    cascade_path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
     if not hasattr(cv2, "CascadeClassifier") or not cascade_path.is_file():
         raise BenchError("this OpenCV build has no Haar cascade (needs OpenCV 4.x with data)")
     cascade = cv2.CascadeClassifier(str(cascade_path))

@@ -73,12 +73,13 @@ class _Listener:
 
     def __init__(self, port: int, prefix: str) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.stats: list[dict[str, Any]] = []
         self.event_latency_ms: list[float] = []
         self.measuring = False
         self._lock = threading.Lock()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-bench")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-bench")
         self._client.on_message = self._on_message
         self._client.on_connect = lambda c, *_: c.subscribe([(f"{prefix}/#", 1)])
         self._client.connect("127.0.0.1", port)

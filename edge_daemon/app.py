@@ -127,9 +127,10 @@ def mqtt_settings(
 def mqtt_broker_answers(host: str, port: int, timeout: float = 3.0) -> bool:
     """True when an MQTT broker accepts a connection at host:port."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     ok = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
 
     def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
         if not getattr(rc, "is_failure", True):

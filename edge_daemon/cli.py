@@ -34,22 +34,23 @@ def setup_logging(level: str) -> None:
     )
 
 
-def _load(path: Path):
+def _load(path: Path) -> AppConfig | None:
+    """The config, or None after printing every problem with it (one per line)."""
     from edge_daemon.config import ConfigError, load_config
 
     try:
-        return load_config(path), None
+        return load_config(path)
     except ConfigError as exc:
-        return None, exc
+        for issue in exc.errors:
+            print(issue, file=sys.stderr)
+        return None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge_daemon.config import warn_insecure_permissions
 
-    cfg, err = _load(args.config)
-    if err is not None:
-        for issue in err.errors:
-            print(issue, file=sys.stderr)
+    cfg = _load(args.config)
+    if cfg is None:
         return EXIT_USAGE
     warning = warn_insecure_permissions(args.config)
     if warning:
@@ -61,10 +62,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_daemon.ops.native_stderr import NativeStderr
 
-    cfg, err = _load(args.config)
-    if err is not None:
-        for issue in err.errors:
-            print(issue, file=sys.stderr)
+    cfg = _load(args.config)
+    if cfg is None:
         return EXIT_USAGE
     # Before logging: the handler must write to the original stderr, not into the pipe.
     native = NativeStderr()
@@ -128,13 +127,12 @@ def printable(text: str) -> str:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     host, port, prefix = args.host, args.port, args.prefix
     if args.config is not None:
-        cfg, err = _load(args.config)
-        if err is not None:
-            for issue in err.errors:
-                print(issue, file=sys.stderr)
+        cfg = _load(args.config)
+        if cfg is None:
             return EXIT_USAGE
         host, port, prefix = cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.topic_prefix
     topic = f"{prefix}/#" if args.all else f"{prefix}/+/events"
@@ -172,7 +170,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if args.count and count >= args.count:
             done.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.on_connect = on_connect
     client.on_message = on_message
     try:

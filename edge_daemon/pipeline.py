@@ -156,8 +156,8 @@ class CameraAnalyzer:
                 )
                 classify_ms = (time.perf_counter() - t1) * 1000
                 observations = [
-                    FaceObservation(tuple(map(float, b)), float(s), p)  # type: ignore[arg-type]
-                    for b, s, p in zip(det.xyxy, det.scores, probs, strict=True)
+                    FaceObservation((float(x0), float(y0), float(x1), float(y1)), float(s), p)
+                    for (x0, y0, x1, y1), s, p in zip(det.xyxy, det.scores, probs, strict=True)
                 ]
         upd = self.tracker.update(now, observations)
         self.last_tracks = tuple(upd.tracks)

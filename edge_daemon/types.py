@@ -48,11 +48,17 @@ class Frame:
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1]) if self.image is not None else self.size[0]  # type: ignore[index]
+        return self._shape()[0]
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0]) if self.image is not None else self.size[1]  # type: ignore[index]
+        return self._shape()[1]
+
+    def _shape(self) -> tuple[int, int]:
+        if self.image is not None:
+            return int(self.image.shape[1]), int(self.image.shape[0])
+        assert self.size is not None  # checked in __post_init__
+        return self.size
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,4 +175,5 @@ class EmotionModel:
         both = np.concatenate([x, x[..., ::-1]])
         p = self.contract.to_probs(self.session.run(None, {self.input_name: both})[0])
         n = len(crops)
-        return (p[:n] + p[n:]) * np.float32(0.5)
+        mean: np.ndarray = (p[:n] + p[n:]) * np.float32(0.5)
+        return mean

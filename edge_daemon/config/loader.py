@@ -137,6 +137,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ap
     """
     name = str(path)
     file_path = Path(path)
+    problem: str | None
     try:
         raw = _read_config_bytes(file_path)
     except _NotAConfigFile as exc:
@@ -638,6 +639,7 @@ def _key_index(node: MappingNode) -> dict[str, tuple[Node, Node]]:
         for key, value in node.value:  # last match wins, as in the constructed data
             if isinstance(key, ScalarNode):
                 index[key.value] = (key, value)
+        # Cached on the node itself: PyYAML nodes have no slot for it, hence the ignore.
         node._edge_key_index = index  # type: ignore[attr-defined]
     return index
 
@@ -724,7 +726,9 @@ def _bounds(field: FieldInfo | None, ctx: dict[str, Any]) -> str:
         if lower[0] == ">=" and upper[0] == "<=":
             return f"must be between {_num(lower[1])} and {_num(upper[1])}"
         return f"must be {lower[0]} {_num(lower[1])} and {upper[0]} {_num(upper[1])}"
-    op, bound = lower or upper  # type: ignore[misc]
+    one = lower or upper
+    assert one is not None  # the both-None case returned above
+    op, bound = one
     return f"must be {op} {_num(bound)}"
 
 

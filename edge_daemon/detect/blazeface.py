@@ -27,12 +27,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge_daemon.boxes import iou_matrix
 from edge_daemon.types import Detections
+
+if TYPE_CHECKING:  # only read as attributes; keeps pydantic out of the detector's imports
+    from edge_daemon.config import DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +163,13 @@ class DetectorParams:
     threads: int = 1
 
     @classmethod
-    def from_config(cls, cfg: object) -> DetectorParams:
+    def from_config(cls, cfg: DetectorConfig) -> DetectorParams:
         return cls(
-            model=cfg.model,  # type: ignore[attr-defined]
-            min_confidence=cfg.min_confidence,  # type: ignore[attr-defined]
-            max_faces=cfg.max_faces,  # type: ignore[attr-defined]
-            min_face_px=cfg.min_face_px,  # type: ignore[attr-defined]
-            threads=cfg.threads,  # type: ignore[attr-defined]
+            model=cfg.model,
+            min_confidence=cfg.min_confidence,
+            max_faces=cfg.max_faces,
+            min_face_px=cfg.min_face_px,
+            threads=cfg.threads,
         )
 
 

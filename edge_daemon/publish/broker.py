@@ -157,7 +157,7 @@ class EmbeddedBroker:
         # Imported here: amqtt pulls in websockets/transitions, only needed when used.
         from amqtt.broker import Broker
 
-        class _Broker(Broker):
+        class _Broker(Broker):  # type: ignore[misc]  # amqtt ships no type hints
             # amqtt 0.12 bug: on every CONNECT it sends the new client the retained
             # messages matching ANY session's subscription filters (at QoS 0), so clients
             # got retained topics they never subscribed to, or twice. Only the session's

@@ -63,6 +63,8 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_daemon.publish.payloads import dumps, event_payload, state_payload, stats_payload
 from edge_daemon.publish.settings import MqttSettings, check_topic_segment
@@ -697,8 +699,8 @@ class MqttPublisher:
         client: mqtt.Client,
         userdata: Any,
         flags: mqtt.ConnectFlags,
-        reason_code: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        reason_code: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         if client is not self._client:
             return
@@ -756,8 +758,8 @@ class MqttPublisher:
         client: mqtt.Client,
         userdata: Any,
         flags: mqtt.DisconnectFlags,
-        reason_code: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        reason_code: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         if client is not self._client:
             return
@@ -769,8 +771,8 @@ class MqttPublisher:
         client: mqtt.Client,
         userdata: Any,
         mid: int,
-        reason_code: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        reason_code: ReasonCode,
+        properties: Properties | None,
     ) -> None:
         if client is not self._client:
             return

@@ -148,7 +148,7 @@ def state_payload(camera: str, state: Mapping[str, Any], ts: float | None = None
     if "status" not in state:
         raise ValueError("state needs a 'status'")
     status = StreamStatus(state["status"]).value  # raises ValueError for an unknown status
-    body = to_jsonable(dict(state))
+    body: dict[str, Any] = to_jsonable(dict(state))
     body.pop("schema_version", None)
     body.pop("camera", None)
     when = float(body.pop("ts", ts if ts is not None else time.time()))
@@ -161,7 +161,7 @@ def state_payload(camera: str, state: Mapping[str, Any], ts: float | None = None
 
 def stats_payload(stats: Mapping[str, Any], ts: float | None = None) -> dict[str, Any]:
     """Build the ``<prefix>/stats`` document: ``schema_version`` and ``ts`` plus ``stats``."""
-    body = to_jsonable(dict(stats))
+    body: dict[str, Any] = to_jsonable(dict(stats))
     body.pop("schema_version", None)
     when = float(body.pop("ts", ts if ts is not None else time.time()))
     return {"schema_version": SCHEMA_VERSION, "ts": round(when, 3)} | body
@@ -180,4 +180,5 @@ def load_schema(kind: str) -> dict[str, Any]:
     except KeyError:
         raise ValueError(f"unknown schema {kind!r}; known: {sorted(_SCHEMA_FILES)}") from None
     text = resources.files("edge_daemon").joinpath("schemas", name).read_text(encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -113,13 +113,14 @@ class Backend(Protocol):
 
     fps: float | None
     decode_failures: int
-    #: True when ``read(cancel, pixels=False)`` may return :class:`Skipped`; backends
-    #: without it always return pixels (correct, just not cheaper).
-    supports_skip: bool
 
     def open(self, cancel: threading.Event) -> None: ...
 
-    def read(self, cancel: threading.Event) -> np.ndarray: ...
+    def read(self, cancel: threading.Event, pixels: bool = True) -> np.ndarray | Skipped:
+        """The next frame. With ``pixels=False`` a backend may return :class:`Skipped`
+        (the frame was read but not decoded); one that cannot skip returns pixels
+        (correct, just not cheaper)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -224,12 +225,8 @@ class ThreadedSource:
                         self._cond.wait()
                     if self._closed:
                         return
-                    want = self._want_pixels or not getattr(self._backend, "supports_skip", False)
-                got = (
-                    self._backend.read(self._cancel)
-                    if want
-                    else self._backend.read(self._cancel, pixels=False)  # type: ignore[call-arg]
-                )
+                    want = self._want_pixels
+                got = self._backend.read(self._cancel, pixels=want)
                 image = got if isinstance(got, Skipped) else as_bgr(got)
                 with self._cond:
                     self._requested = False

@@ -95,7 +95,6 @@ class _CvBackend:
 
     fps: float | None
     decode_failures: int
-    supports_skip = True
 
     def __init__(self) -> None:
         self.fps = None

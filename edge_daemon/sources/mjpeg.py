@@ -46,8 +46,6 @@ PERMANENT_HTTP_STATUSES = frozenset({400, 401, 403, 404, 405, 410})
 class MjpegBackend:
     """Reads JPEG parts from a multipart HTTP response and decodes them with OpenCV."""
 
-    supports_skip = False  # every part is a whole JPEG: always decoded (simple, rare source)
-
     def __init__(self, spec: MjpegSpec, read_timeout_s: float) -> None:
         self.spec = spec
         self.fps: float | None = None  # MJPEG over HTTP carries no frame rate
@@ -150,7 +148,8 @@ class MjpegBackend:
 
     # -- reading ---------------------------------------------------------------------
 
-    def read(self, cancel: threading.Event) -> np.ndarray:
+    def read(self, cancel: threading.Event, pixels: bool = True) -> np.ndarray:
+        # Every part is a whole JPEG: always decoded (simple, rare source).
         consecutive = 0
         while True:
             try:

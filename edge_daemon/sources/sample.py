@@ -81,8 +81,6 @@ def render_sample_frame(picture: np.ndarray, t: float, width: int, height: int) 
 class SampleBackend:
     """Renders :func:`render_sample_frame` at ``spec.fps`` in real time."""
 
-    supports_skip = False
-
     def __init__(self, spec: SampleSpec) -> None:
         self.spec = spec
         self.fps: float | None = spec.fps
@@ -97,7 +95,8 @@ class SampleBackend:
     def open(self, cancel: threading.Event) -> None:
         self._picture = _portrait_bgr()
 
-    def read(self, cancel: threading.Event) -> np.ndarray:
+    def read(self, cancel: threading.Event, pixels: bool = True) -> np.ndarray:
+        # Rendering is the frame: nothing to skip.
         assert self._picture is not None, "read() before open()"
         self._pacer.wait(cancel)
         t = self._n / self.spec.fps

@@ -293,7 +293,7 @@ class IouTracker:
         half_life = self._params.smoothing_half_life_s
         if half_life <= 0.0:
             return 1.0
-        return 1.0 - 0.5 ** (max(dt, 0.0) / half_life)
+        return float(1.0 - 0.5 ** (max(dt, 0.0) / half_life))
 
     def _apply_match(self, track: _Track, now: float, box: np.ndarray, probs: np.ndarray) -> None:
         alpha = self._alpha(now - track.last_match)

@@ -144,7 +144,7 @@ class LiveSlot:
         with self._lock:
             frame, faces, boxes, fresh = self._frame, self._faces, self._boxes, self._boxes_fresh
             self._last_view = time.monotonic()
-        if frame is None:
+        if frame is None or frame.image is None:  # the pipeline hands decoded frames only
             return None
         with self._render_lock:
             if self._jpeg is not None and self._jpeg[0] == frame.seq:
