@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config.yaml
 MEDIAPIPE_VERSION := 1.2.2
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test measure lint format bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --junitxml=.test-results.xml
+
+# The soak and the paced run of the real daemon: minutes, numbers in the JUnit report
+# (record_property); CI runs this after `make test`.
+measure: setup
+	$(BIN)/python -m pytest -m measure --junitxml=.measure-results.xml
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,13 +73,24 @@ class Pacer:
     Deadline *n* is ``t0 + n / fps``, so sleep jitter never accumulates into drift.
     When the caller falls more than ``max_lag_s`` behind (CPU starvation, a slow
     consumer) the schedule is re-anchored instead of bursting to catch up.
+
+    ``clock`` and ``sleep`` (``sleep(cancel, seconds) -> True unless cancelled``) are
+    injectable so that tests replay a schedule exactly instead of timing real sleeps.
     """
 
-    def __init__(self, fps: float, max_lag_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        fps: float,
+        max_lag_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[threading.Event, float], bool] | None = None,
+    ) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.fps = fps
         self._max_lag_s = max_lag_s
+        self._clock = clock
+        self._sleep = sleep or (lambda cancel, seconds: not cancel.wait(seconds))
         self._t0: float | None = None
         self._n = 0
 
@@ -89,7 +101,7 @@ class Pacer:
 
     def wait(self, cancel: threading.Event) -> bool:
         """Block until the next frame is due. False when ``cancel`` was set meanwhile."""
-        now = time.monotonic()
+        now = self._clock()
         if self._t0 is None:
             self._t0, self._n = now, 0
         deadline = self._t0 + self._n / self.fps
@@ -98,7 +110,7 @@ class Pacer:
         self._n += 1
         delay = deadline - now
         if delay > 0:
-            return not cancel.wait(delay)
+            return self._sleep(cancel, delay)
         return not cancel.is_set()
 
 

@@ -16,14 +16,17 @@ def face_video_10fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_face_video(tmp_path_factory.mktemp("perf") / "face.mp4", 30)
 
 
-@pytest.mark.slow
-def test_paced_run_measures_the_real_daemon(face_video_10fps: Path) -> None:
+@pytest.mark.measure
+def test_paced_run_measures_the_real_daemon(face_video_10fps: Path, record_property: Any) -> None:
     if _find_mosquitto() is None:
         pytest.skip("mosquitto not installed (bash scripts/system-deps.sh)")
     r = run_paced(face_video_10fps, streams=2, seconds=6)
+    for key in ("processed_fps_min_stream", "latency_ms_p50", "cpu_cores", "rss_mb_max"):
+        record_property(key, r.get(key))
     assert r["streams"] == 2
-    # Two 10 fps cameras in real time: each analysed at about the camera's rate.
-    assert 7 <= r["processed_fps_min_stream"] <= r["processed_fps_per_stream"] <= 12
+    # Reported, not a timed assertion (the machine is shared): both cameras analysed,
+    # and never faster than they deliver (10 fps, with slack for the first frames).
+    assert 0 < r["processed_fps_min_stream"] <= r["processed_fps_per_stream"] <= 12
     assert r["latency_ms_p99_worst_stream"] >= r["latency_ms_p50"] > 0
     assert 0 < r["cpu_cores"] <= 2.5
     assert 50 < r["rss_mb_median"] <= r["rss_mb_max"]

@@ -16,7 +16,7 @@ def test_growth_uses_medians_after_warmup() -> None:
     assert 0.2 < growth(leak) < 0.3  # (144.5 - 114.5) / 114.5
 
 
-@pytest.mark.slow
+@pytest.mark.measure
 def test_three_minute_soak_four_streams(record_property: Any) -> None:
     result = run_soak(minutes=3, streams=4, fps=25, interval_s=3)
     for key in ("rss_growth", "fds_growth", "threads_growth", "rss_mb_max"):
