@@ -57,6 +57,12 @@ def state_of(col: MqttCollector, camera: str) -> list[dict[str, Any]]:
     return [m.json() for m in col.on(f"edge/{camera}/state")]
 
 
+def tracks_closed(messages: list[Any], camera: str) -> bool:
+    events = [m.json() for m in messages if m.topic == f"edge/{camera}/events"]
+    started = {e["track_id"] for e in events if e["type"] == "start"}
+    return started <= {e["track_id"] for e in events if e["type"] == "end"}
+
+
 def run_file(
     mosquitto: Any,
     mqtt_collector: Callable[..., MqttCollector],
@@ -81,7 +87,12 @@ def run_file(
         timeout=timeout,
         what=f"{camera} stream ended",
     )
-    time.sleep(1.5)  # let the end-of-stream flush (end events) arrive
+    # The end-of-stream flush: every track that started gets its end event.
+    col.wait_for(
+        lambda ms: tracks_closed(ms, camera),
+        timeout=15,
+        what=f"an end event for every {camera} track",
+    )
     took = d.stop()
     return col, d, took
 

@@ -211,7 +211,8 @@ def test_outbox_overflow_drops_oldest_and_logs_once(
 
     broker.start()
     sub.wait_for(lambda ms: len({m.json()["seq"] for m in ms}) >= 5, timeout=10)
-    time.sleep(0.3)
+    wait_until(lambda: pub.stats()["events_published"] + pub.stats()["events_dropped"] == 12)
+    sub.sync()  # whatever the broker acknowledged has reached the subscriber
     assert sorted(set(seqs(sub, "edge/cam1/events"))) == [8, 9, 10, 11, 12]  # newest kept
     assert [m.json()["i"] for m in sub.messages][:5] == [7, 8, 9, 10, 11]
     stats = pub.stats()
@@ -227,7 +228,7 @@ def test_retained_state_latest_per_camera_and_reasserted_after_restart(
     pub.publish_state("cam2", {"status": "reconnecting", "error": "timeout"})
     sub = mqtt_collector(mosquitto, "edge/+/state")
     sub.wait_for(lambda ms: {m.topic for m in ms} == {"edge/cam1/state", "edge/cam2/state"})
-    time.sleep(0.2)
+    sub.sync()
     for m in sub.messages:
         STATE_VALIDATOR.validate(m.json())
     assert sub.on("edge/cam1/state")[-1].json()["status"] == "online"
@@ -242,9 +243,8 @@ def test_retained_state_latest_per_camera_and_reasserted_after_restart(
     assert pub.connected_event.wait(5)
     time.sleep(0.2)  # let the re-published retained messages reach the broker
     late = mqtt_collector(mosquitto, ["edge/+/state", "edge/available"])
-    msgs = late.wait_for(lambda ms: len(ms) >= 3, what="retained state + availability")
-    time.sleep(0.2)
-    msgs = late.messages
+    late.wait_for(lambda ms: len(ms) >= 3, what="retained state + availability")
+    msgs = late.sync()
     assert all(m.retain for m in msgs)
     by_topic = {m.topic: m for m in msgs}
     assert by_topic["edge/cam1/state"].json()["status"] == "stopped"
