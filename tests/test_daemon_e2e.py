@@ -19,7 +19,7 @@ import yaml
 
 from edge_daemon.publish import load_schema
 from tests.fixtures.mqtt import MqttCollector, free_port
-from tests.support.daemon import REPO, Daemon, write_config
+from tests.support.daemon import REPO, Daemon, default_config_on_free_port, write_config
 
 STOP_LIMIT_S = 3.0  # the daemon must exit within this after SIGTERM (target 2 s + slack)
 
@@ -174,22 +174,9 @@ def test_crowd_video_gives_several_tracks(
 @pytest.mark.slow
 def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -> None:
     """`make run`'s config: sample camera + in-process broker, subscribable by any client."""
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    port = free_port()
-    cfg["mqtt"]["embedded_broker"]["port"] = port
-    cfg["mqtt"]["port"] = port
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path, port = default_config_on_free_port(tmp_path / "config.yaml")
     d = daemon(path)
-    deadline = time.monotonic() + 30
-    col = None
-    while col is None:
-        try:
-            col = MqttCollector("127.0.0.1", port, "edge/#").start(timeout=2)
-        except (OSError, AssertionError):
-            if time.monotonic() > deadline or d.proc.poll() is not None:
-                raise AssertionError(d.log()) from None
-            time.sleep(0.3)
+    col = d.subscribe(port, timeout=30)
     try:
         col.wait_for(
             lambda ms: any(m.topic == "edge/sample/events" for m in ms),

@@ -85,7 +85,7 @@ class LiveSlot:
         fps: float,
         boxes_fresh: bool = True,
     ) -> None:
-        """``boxes_fresh``: ``boxes`` were detected on ``frame`` itself (not earlier)."""
+        # FrameSink.put_frame: references only, from the pipeline thread.
         with self._lock:
             self._frame, self._faces, self._boxes, self._fps = frame, faces, boxes, fps
             self._boxes_fresh = boxes_fresh

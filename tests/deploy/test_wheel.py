@@ -12,15 +12,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.fixtures.mqtt import MqttCollector, free_port
+from tests.support.daemon import Daemon, default_config_on_free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # not the test venv's
@@ -100,39 +98,20 @@ def test_runtime_only_venv_runs_the_default_config(wheel: Path, tmp_path: Path) 
         r = run(py, "-c", f"import {module}", cwd=tmp_path)  # not the checkout's folder
         assert r.returncode != 0, f"{module} is importable in the runtime-only venv"
 
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    port = free_port()
-    cfg["mqtt"]["embedded_broker"]["port"] = port
-    cfg["mqtt"]["port"] = port
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    log = tmp_path / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [venv / "bin/edge-daemon", "run", "-c", config],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    col = None
+    config, port = default_config_on_free_port(tmp_path / "config.yaml")
+    d = Daemon(
+        config, tmp_path / "daemon.log", command=[str(venv / "bin/edge-daemon")], cwd=tmp_path
+    )
     try:
-        deadline = time.monotonic() + 60
-        while col is None:
-            try:
-                col = MqttCollector("127.0.0.1", port, "edge/#").start(timeout=2)
-            except (OSError, AssertionError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(log.read_text(errors="replace")) from None
-                time.sleep(0.3)
-        col.wait_for(
-            lambda ms: any(m.topic == "edge/sample/events" for m in ms),
-            timeout=60,
-            what="an event from the sample camera",
-        )
-    finally:
-        if col is not None:
+        col = d.subscribe(port)
+        try:
+            col.wait_for(
+                lambda ms: any(m.topic == "edge/sample/events" for m in ms),
+                timeout=60,
+                what="an event from the sample camera",
+            )
+        finally:
             col.close()
-        proc.terminate()
-        proc.wait(timeout=15)
-    text = log.read_text(errors="replace")
-    assert proc.returncode == 0 and "Traceback" not in text, text
+    finally:
+        d.stop()
+    assert d.proc.returncode == 0 and "Traceback" not in d.log(), d.log()

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from tests.fixtures.mqtt import MqttCollector, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,16 +29,37 @@ def write_config(path: Path, broker_port: int, cameras: list[dict[str, Any]], **
     return path
 
 
+def default_config_on_free_port(path: Path) -> tuple[Path, int]:
+    """``make run``'s config.yaml, written to ``path`` with its embedded broker (and the
+    daemon's connection to it) on a free port; returns (path, port)."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    port = free_port()
+    cfg["mqtt"]["embedded_broker"]["port"] = port
+    cfg["mqtt"]["port"] = port
+    path.write_text(yaml.safe_dump(cfg))
+    return path, port
+
+
 class Daemon:
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    """``edge-daemon run -c CONFIG`` in a subprocess, output to ``log``. ``command``
+    replaces ``python -m edge_daemon`` (e.g. another venv's ``edge-daemon``)."""
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_daemon", "run", "-c", str(config)],
+            [*(command or [sys.executable, "-m", "edge_daemon"]), "run", "-c", str(config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=cwd,
             env=full_env,
         )
 
@@ -61,6 +84,18 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def subscribe(self, port: int, topics: str = "edge/#", timeout: float = 60) -> MqttCollector:
+        """A collector on the broker at ``port`` once it accepts one (the daemon may be
+        starting it); fails with the daemon's log if it exits or the time runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return MqttCollector("127.0.0.1", port, topics).start(timeout=2)
+            except (OSError, AssertionError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise AssertionError(self.log()) from None
+                time.sleep(0.3)
 
     def wait_log(self, text: str, timeout: float = 60.0) -> None:
         """Wait until ``text`` appears in the log; fail with the log tail otherwise."""
