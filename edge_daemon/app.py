@@ -37,6 +37,7 @@ from edge_daemon.publish.homeassistant import (
     discovery_messages,
     removal_messages,
 )
+from edge_daemon.reload_plan import plan_reload
 from edge_daemon.sources import (
     CaptureSettings,
     CaptureWorker,
@@ -63,8 +64,6 @@ PIPELINE_STALL_S = 15.0
 READY_TIMEOUT_S = 60.0  # waiting for pipelines to open their stages before READY=1
 STATUS_INTERVAL_S = 5.0  # systemd STATUS= refresh
 TICK_S = 0.5  # main loop granularity: reload requests and watchdog pings
-#: Sections a reload cannot apply to a running daemon (the change is logged; restart).
-RESTART_SECTIONS = ("mqtt", "model", "metrics", "live_view")
 
 
 def source_spec(cam: CameraConfig) -> SourceSpec:
@@ -474,7 +473,8 @@ class App:
         """Re-read the config file; restart only the cameras whose settings changed.
 
         An invalid file is rejected with every error logged, and the running
-        configuration keeps going. Changes to sections in ``RESTART_SECTIONS`` cannot be
+        configuration keeps going (the plan: :func:`~edge_daemon.reload_plan.plan_reload`).
+        Changes to sections in ``RESTART_SECTIONS`` cannot be
         applied live: they are logged and kept for the next start. Detector, tracker and
         event settings are part of every camera's pipeline, so changing them restarts
         all cameras.
@@ -502,47 +502,31 @@ class App:
             self.notifier.notify(READY=1, STATUS=self.status_line())
 
     def _apply(self, new: AppConfig) -> ReloadResult:
-        old = self.cfg
-        kept = {}
-        for section in RESTART_SECTIONS:
-            if getattr(new, section) != getattr(old, section):
-                log.warning("reload: %s changed; restart the daemon to apply it", section)
-                kept[section] = getattr(old, section)
-        new = new.model_copy(update=kept)
-        if new.log_level != old.log_level:
-            logging.getLogger().setLevel(new.log_level.upper())
-        pipeline_wide = (new.detector, new.tracker, new.events) != (
-            old.detector,
-            old.tracker,
-            old.events,
-        )
-        old_cams = {c.name: c for c in old.cameras if c.enabled}
-        new_cams = {c.name: c for c in new.cameras if c.enabled}
-        removed = [n for n in old_cams if n not in new_cams]
-        added = [n for n in new_cams if n not in old_cams]
-        changed = [
-            n for n in new_cams if n in old_cams and (pipeline_wide or new_cams[n] != old_cams[n])
-        ]
-        going = [rt for rt in self.cameras if rt.config.name in (*removed, *changed)]
+        plan = plan_reload(self.cfg, new)
+        for section in plan.deferred:
+            log.warning("reload: %s changed; restart the daemon to apply it", section)
+        if plan.log_level_changed:
+            logging.getLogger().setLevel(plan.config.log_level.upper())
+        going = [rt for rt in self.cameras if rt.config.name in (*plan.removed, *plan.restarted)]
         self._stop_cameras(going, STOP_BUDGET_S)
-        self.cfg = new
+        self.cfg = plan.config
+        by_name = {c.name: c for c in plan.config.cameras}
         running = {rt.config.name: rt for rt in self.cameras if rt not in going}
-        for name in new_cams:  # keep the config's order
-            if name in added or name in changed:
-                running[name] = self._start_camera(new_cams[name])
-        self.cameras = [running[n] for n in new_cams if n in running]
+        for name in plan.cameras:  # the config's order
+            if name in plan.added or name in plan.restarted:
+                running[name] = self._start_camera(by_name[name])
+        self.cameras = [running[n] for n in plan.cameras if n in running]
         self.reloads += 1
         self._publish_discovery()
-        result = ReloadResult(True, added, removed, changed)
         log.info(
             "reloaded %s: %d added, %d removed, %d restarted, %d unchanged",
             self.config_path,
-            len(added),
-            len(removed),
-            len(changed),
-            len(new_cams) - len(added) - len(changed),
+            len(plan.added),
+            len(plan.removed),
+            len(plan.restarted),
+            len(plan.unchanged),
         )
-        return result
+        return ReloadResult(True, list(plan.added), list(plan.removed), list(plan.restarted))
 
     def _publish_discovery(self) -> None:
         ha = self.cfg.homeassistant
