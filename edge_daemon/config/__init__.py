@@ -11,9 +11,8 @@ Typical use::
             print(issue)  # config.yaml:12: cameras[0].source.url: must start with ...
 """
 
+from edge_daemon.config.issues import ConfigError, ConfigIssue
 from edge_daemon.config.loader import (
-    ConfigError,
-    ConfigIssue,
     load_config,
     load_config_text,
     warn_insecure_permissions,

@@ -548,7 +548,7 @@ def test_devices_fifos_and_huge_files_are_refused_without_reading_them(tmp_path:
 def test_ten_thousand_unknown_keys_report_fast_and_capped(tmp_path: Path) -> None:
     import time
 
-    from edge_daemon.config.loader import MAX_ISSUES
+    from edge_daemon.config.wording import MAX_ISSUES
 
     text = CAM + "".join(f"k{i}: 1\n" for i in range(10_000))
     t0 = time.process_time()
