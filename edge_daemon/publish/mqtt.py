@@ -57,8 +57,6 @@ import ssl
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -66,6 +64,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payloads import dumps, event_payload, state_payload, stats_payload
 from edge_daemon.publish.settings import MqttSettings, check_topic_segment
 from edge_daemon.types import Event
@@ -94,20 +93,6 @@ def _paho_to_debug(client: mqtt.Client, userdata: Any, level: int, message: str)
 
 
 _Kind = Literal["event", "state", "stats", "raw", "snapshot", "wake"]
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    """One event in the outbox. ``mid`` is set while it is in flight on the current client."""
-
-    uid: int
-    camera: str
-    seq: int
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int | None = None
-    sent_at: float = 0.0  # monotonic time it was handed to paho (while ``mid`` is set)
 
 
 class MqttPublisher:
@@ -159,9 +144,7 @@ class MqttPublisher:
         self._connack_deadline = 0.0
         self._client_dead = False  # set by on_disconnect / refused CONNACK
         self._refused = False  # CONNACK refused (already reported)
-        self._outbox: OrderedDict[int, _Outgoing] = OrderedDict()
-        self._inflight: dict[int, _Outgoing] = {}
-        self._next_uid = 0
+        self._outbox = Outbox(settings.outbox_max, INFLIGHT_WINDOW)
         self._seq: dict[str, int] = {}
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
         self._backoff = settings.reconnect_min_s
@@ -409,10 +392,8 @@ class MqttPublisher:
             self._count("events_invalid")
             return
         self._seq[event.camera] = seq
-        if len(self._outbox) >= self._s.outbox_max:
-            _, oldest = self._outbox.popitem(last=False)
-            if oldest.mid is not None:
-                self._inflight.pop(oldest.mid, None)  # a late PUBACK for it is ignored
+        topic = self._s.events_topic(event.camera)
+        if self._outbox.add(event.camera, seq, topic, payload, self._s.qos) is not None:
             self._count("events_dropped")
             if not self._overflowing:
                 log.warning(
@@ -421,34 +402,20 @@ class MqttPublisher:
                     self._s.outbox_max,
                 )
                 self._overflowing = True
-        self._next_uid += 1
-        entry = _Outgoing(
-            self._next_uid,
-            event.camera,
-            seq,
-            self._s.events_topic(event.camera),
-            payload,
-            self._s.qos,
-        )
-        self._outbox[entry.uid] = entry
         self._update_depth()
 
     def _update_depth(self) -> None:
         with self._lock:
             self._outbox_depth = len(self._outbox)
-        if len(self._outbox) < self._s.outbox_max:
+        if not self._outbox.full:
             self._overflowing = False
 
     def _pump(self) -> None:
         """Hand unsent outbox events to paho, oldest first, up to the in-flight window."""
         if not self._connected or self._client is None:
             return
-        delivered: list[int] = []
-        for entry in self._outbox.values():
-            if len(self._inflight) >= INFLIGHT_WINDOW:
-                break
-            if entry.mid is not None:
-                continue
+        delivered = 0
+        for entry in self._outbox.sendable():
             info = self._client.publish(entry.topic, entry.payload, qos=entry.qos, retain=False)
             if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                 break  # the connection just went; the loop will notice and reconnect
@@ -457,15 +424,12 @@ class MqttPublisher:
                 log.debug("publish of %s seq %d failed: %s", entry.camera, entry.seq, info.rc)
                 break
             if entry.qos == 0:
-                delivered.append(entry.uid)  # no acknowledgement exists for QoS 0
+                self._outbox.delivered(entry)  # no acknowledgement exists for QoS 0
+                delivered += 1
             else:
-                entry.mid = info.mid
-                entry.sent_at = time.monotonic()
-                self._inflight[info.mid] = entry
-        for uid in delivered:
-            del self._outbox[uid]
+                self._outbox.sent(entry, info.mid, time.monotonic())
         if delivered:
-            self._count("events_published", len(delivered))
+            self._count("events_published", delivered)
         self._update_depth()
 
     def _send_now(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
@@ -610,18 +574,17 @@ class MqttPublisher:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._client_dead:
             self._drop_client()
             return
-        if self._connected and self._inflight:
-            oldest = next(iter(self._inflight.values()))  # dicts keep the sending order
-            if time.monotonic() - oldest.sent_at > PUBACK_TIMEOUT_S:
-                self._failed(
-                    "no-puback",
-                    f"MQTT broker {self._s.host}:{self._s.port} acknowledged no event for "
-                    f"{PUBACK_TIMEOUT_S:g} s (oldest unacknowledged: {oldest.camera} seq "
-                    f"{oldest.seq}); reconnecting to resend. Does the broker's ACL allow "
-                    f"publishing to {oldest.topic}?",
-                )
-                self._discard_client()  # counts the in-flight events in publish_failures
-                return
+        oldest = self._outbox.oldest_inflight() if self._connected else None
+        if oldest is not None and time.monotonic() - oldest.sent_at > PUBACK_TIMEOUT_S:
+            self._failed(
+                "no-puback",
+                f"MQTT broker {self._s.host}:{self._s.port} acknowledged no event for "
+                f"{PUBACK_TIMEOUT_S:g} s (oldest unacknowledged: {oldest.camera} seq "
+                f"{oldest.seq}); reconnecting to resend. Does the broker's ACL allow "
+                f"publishing to {oldest.topic}?",
+            )
+            self._discard_client()  # counts the in-flight events in publish_failures
+            return
         if not self._connected and time.monotonic() > self._connack_deadline:
             self._failed(
                 "no-connack",
@@ -682,12 +645,10 @@ class MqttPublisher:
                 sock.close()
 
     def _mark_disconnected(self) -> None:
-        if self._inflight:
-            # They were not acknowledged on this connection: resend on the next one.
-            self._count("publish_failures", len(self._inflight))
-            for entry in self._inflight.values():
-                entry.mid = None
-            self._inflight.clear()
+        # In-flight events were not acknowledged on this connection: resend on the next.
+        requeued = self._outbox.requeue_inflight()
+        if requeued:
+            self._count("publish_failures", requeued)
         self._connected = False
         self._connected_event.clear()
 
@@ -776,10 +737,9 @@ class MqttPublisher:
     ) -> None:
         if client is not self._client:
             return
-        entry = self._inflight.pop(mid, None)
+        entry = self._outbox.acked(mid)
         if entry is None:
             return  # availability/state/raw message, or an event already dropped
-        self._outbox.pop(entry.uid, None)
         if reason_code.is_failure:  # MQTT 5 only; the broker will never accept it
             self._count("publish_failures")
             self._count("events_dropped")
