@@ -198,7 +198,7 @@ def run_bench(
                 work_ms[i].append((end - t) * 1000)
                 latencies[i].append((end - frame.mono) * 1000)
             events[i] += len(an.flush())
-        except Exception as exc:  # reported with the stream number, then re-raised as BenchError
+        except Exception as exc:  # noqa: BLE001 - reported with the stream number, then re-raised as BenchError
             errors.append(f"stream {i}: {exc!r}")
             while dec.is_alive() and frames.get() is not done:  # let the decoder finish
                 pass

@@ -231,7 +231,7 @@ class CameraAnalyzer:
         returned), tracker and policy state are rebuilt; the detector and model stay."""
         try:
             events = self.flush()
-        except Exception as exc:  # the state being dropped may be what is at fault
+        except Exception as exc:  # noqa: BLE001 - the state being dropped may be what is at fault
             log.error("%s: open tracks dropped without end events (%s)", self.camera, exc)
             events = []
         self.tracker = IouTracker(self.tracker_params, len(self.model.labels))
@@ -341,7 +341,7 @@ class CameraPipeline(threading.Thread):
                 (demand.set if self.analyzer.wants_every_frame else demand.clear)()
             if self.live is not None and frame.image is not None:
                 self._update_live(frame)
-        except Exception as exc:  # per-frame isolation, see the docstring
+        except Exception as exc:  # noqa: BLE001 - per-frame isolation, see the docstring
             self._frame_failed(exc)
         else:
             # Recovered once no frame failed for failing_s: frames without faces succeed

@@ -140,7 +140,7 @@ def load_config_text(
         raise ConfigError(exc.issues) from None
     except RecursionError:
         raise _error(source_name, None, "", "the document is nested too deeply") from None
-    except Exception as exc:  # a bug here must still not escape as a traceback
+    except Exception as exc:  # noqa: BLE001 - a bug here must still not escape as a traceback
         raise _error(
             source_name, None, "", f"internal error while loading: {type(exc).__name__}: {exc}"
         ) from None

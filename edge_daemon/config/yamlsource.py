@@ -33,7 +33,7 @@ def _parse_yaml(text: str, file: str) -> tuple[Node | None, Any]:
             data = loader.construct_document(root)
         except yaml.YAMLError:
             raise
-        except Exception as exc:  # e.g. a date like 2024-13-45, or an empty "!!int"
+        except Exception as exc:  # noqa: BLE001 - e.g. a date like 2024-13-45, or an empty "!!int"
             node = loader.last_node
             line = node.start_mark.line + 1 if node is not None else None
             shown = f" {node.value!r}" if isinstance(node, ScalarNode) else ""

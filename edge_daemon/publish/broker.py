@@ -138,7 +138,7 @@ class EmbeddedBroker:
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, which re-raises it
             self._error = exc
         finally:
             try:
@@ -187,7 +187,7 @@ class EmbeddedBroker:
             try:
                 # Bounded: stop() promises to return quickly even with stuck clients.
                 await asyncio.wait_for(broker.shutdown(), timeout=1.0)
-            except Exception as exc:  # incl. TimeoutError
+            except Exception as exc:  # noqa: BLE001 - incl. TimeoutError
                 log.warning("embedded MQTT broker shutdown incomplete: %s", type(exc).__name__)
 
 

@@ -503,7 +503,7 @@ class MqttPublisher:
                 client.connect(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
             else:
                 client.connect(s.host, s.port, keepalive=s.keepalive_s)
-        except Exception as exc:  # classified below; never a traceback per retry
+        except Exception as exc:  # noqa: BLE001 - classified below; never a traceback per retry
             key, msg = self._classify(exc)
             self._failed(key, msg)
             return

@@ -265,5 +265,5 @@ class ThreadedSource:
     def _safe_describe(self) -> str:
         try:
             return self._backend.describe()
-        except Exception:
+        except Exception:  # noqa: BLE001 - describing must never fail a log line
             return type(self._backend).__name__

@@ -71,7 +71,7 @@ def test_cameras_share_a_pool_safely_from_many_threads(astronaut_bgr: np.ndarray
         try:
             for _ in range(15):
                 results.append(det.detect(astronaut_bgr).xyxy)
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=camera, args=(d,)) for d in detectors]
