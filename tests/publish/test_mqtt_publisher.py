@@ -352,9 +352,9 @@ def test_publish_raw_stats_and_absolute_topic(mosquitto, mqtt_collector, publish
     jsonschema.validate(stats.json(), load_schema("stats"))
     assert sub.on("homeassistant/sensor/x/config")[0].payload == b'{"a":1}'
     assert sub.on("edge/debug/ping")[0].payload == b"1"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid MQTT topic"):
         pub.publish_raw("a/#", b"")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot be used in an MQTT topic"):
         pub.publish_event(make_event("bad/camera"))
 
 

@@ -64,5 +64,5 @@ def test_lost_connection_resends_in_flight_events_in_order() -> None:
 
 
 def test_bounds_are_validated() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be >= 1"):
         Outbox(maxlen=0, window=1)

@@ -97,7 +97,7 @@ def test_invalid_events_raise(kw: dict[str, object], match: str) -> None:
 
 
 def test_seq_must_start_at_one() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="seq starts at 1"):
         event_payload(make_event(), 0)
 
 
@@ -108,9 +108,9 @@ def test_state_payload_validates() -> None:
     doc = state_payload("cam1", {"status": "failed", "error": "no such file", "ts": 12.0})
     validator("state").validate(doc)
     assert doc["ts"] == 12.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a valid StreamStatus"):
         state_payload("cam1", {"status": "sleeping"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a 'status'"):
         state_payload("cam1", {"fps": 1})
 
 

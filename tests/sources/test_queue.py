@@ -20,7 +20,7 @@ def frame(seq: int) -> Frame:
 
 @pytest.mark.parametrize("bad", [0, 9, -1, 2.0])
 def test_maxsize_is_validated(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"maxsize must be 1\.\.8"):
         FrameQueue(bad)  # type: ignore[arg-type]
 
 

@@ -276,7 +276,7 @@ def test_snapshot_probs_are_a_read_only_copy() -> None:
     tracker = IouTracker(params(min_hits=1), K)
     snap = tracker.update(0.0, [face(100, 100)]).tracks[0]
     assert snap.probs.dtype == np.float32
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         snap.probs[0] = 1.0
 
 
@@ -304,5 +304,5 @@ def test_invalid_boxes_and_time_raise() -> None:
     tracker.update(1.0, [])  # equal time is fine
     with pytest.raises(ValueError, match="backwards"):
         tracker.update(0.5, [])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_classes"):
         IouTracker(params(), 0)
