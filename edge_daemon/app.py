@@ -28,7 +28,8 @@ from edge_daemon import __version__
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
 from edge_daemon.detect.blazeface import InterpreterPool
-from edge_daemon.ops.prometheus import CameraView, DaemonCollector, Health
+from edge_daemon.ops.health import CameraThreads, Health, assess
+from edge_daemon.ops.prometheus import CameraView, DaemonCollector
 from edge_daemon.ops.systemd import SystemdNotifier
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
 from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
@@ -58,9 +59,6 @@ from edge_daemon.web.metrics_endpoint import MetricsEndpoint
 log = logging.getLogger(__name__)
 
 STOP_BUDGET_S = 2.0  # total time a shutdown may take
-#: A pipeline whose loop has not turned for this long is stuck (its loop turns at least
-#: every 0.25 s; one frame takes tens of ms). Long enough for a slow first inference.
-PIPELINE_STALL_S = 15.0
 READY_TIMEOUT_S = 60.0  # waiting for pipelines to open their stages before READY=1
 STATUS_INTERVAL_S = 5.0  # systemd STATUS= refresh
 TICK_S = 0.5  # main loop granularity: reload requests and watchdog pings
@@ -560,29 +558,20 @@ class App:
     # -- observation -----------------------------------------------------------------
 
     def health(self) -> Health:
-        """Liveness of every thread the daemon needs (see :class:`Health`)."""
-        now = time.monotonic()
-        problems: list[str] = []
-        cams: dict[str, dict[str, Any]] = {}
-        for rt in list(self.cameras):
-            name, pipe, cap = rt.config.name, rt.pipeline, rt.capture
-            status = cap.status
-            if not pipe.is_alive():
-                problems.append(f"camera {name}: pipeline thread is not running")
-            elif pipe.ready.is_set() and now - pipe.heartbeat > PIPELINE_STALL_S:
-                problems.append(f"camera {name}: pipeline stuck for {now - pipe.heartbeat:.0f} s")
-            finished = status in (StreamStatus.ENDED, StreamStatus.FAILED, StreamStatus.STOPPED)
-            if not cap.is_alive() and not finished:
-                problems.append(f"camera {name}: capture thread is not running")
-            cams[name] = {
-                "status": status.value,
-                "ready": pipe.ready.is_set(),
-                "heartbeat_age_s": round(now - pipe.heartbeat, 2) if pipe.heartbeat else None,
-            }
-        if self.publisher is not None and not self.publisher.alive:
-            problems.append("mqtt publisher thread is not running")
-        ready = self.started and all(rt.pipeline.ready.is_set() for rt in self.cameras)
-        return Health(not problems, ready, problems, cams)
+        """Liveness of every thread the daemon needs (the rules: :func:`assess`)."""
+        snapshot = [
+            CameraThreads(
+                rt.config.name,
+                rt.capture.status,
+                rt.pipeline.is_alive(),
+                rt.pipeline.ready.is_set(),
+                rt.pipeline.heartbeat,
+                rt.capture.is_alive(),
+            )
+            for rt in list(self.cameras)
+        ]
+        alive = self.publisher.alive if self.publisher is not None else None
+        return assess(time.monotonic(), snapshot, alive, self.started)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS=: per-camera fps or state, MQTT connection."""

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from edge_daemon import __version__
 from edge_daemon.metrics import HistogramSnapshot, PipelineMetrics
+from edge_daemon.ops.health import Health
 from edge_daemon.sources import CaptureStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,28 +40,6 @@ class CameraView:
     capture: CaptureStats
     dropped_frames: int
     metrics: PipelineMetrics
-
-
-@dataclass(frozen=True)
-class Health:
-    """``healthy``: every pipeline thread alive and turning (what the watchdog pings on).
-    ``ready``: started and every pipeline entered its loop. Camera outages are reported
-    in ``cameras`` but do not make the daemon unhealthy: restarting it would not bring a
-    dead camera back.
-    """
-
-    healthy: bool
-    ready: bool
-    problems: list[str]
-    cameras: dict[str, dict[str, Any]]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "healthy": self.healthy,
-            "ready": self.ready,
-            "problems": self.problems,
-            "cameras": self.cameras,
-        }
 
 
 #: Daemon-wide counters read at scrape time (``edge_<name>_total``): name -> help.

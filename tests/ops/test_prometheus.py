@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_daemon.metrics import Histogram
-from edge_daemon.ops.prometheus import DAEMON_COUNTERS, DaemonCollector, Health
+from edge_daemon.ops.health import Health
+from edge_daemon.ops.prometheus import DAEMON_COUNTERS, DaemonCollector
 from tests.fixtures.mqtt import free_port
 from tests.support.app import app_config, running_app, sample_camera
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import edge_daemon.app as app_module
+import edge_daemon.ops.health as health_module
 from edge_daemon.ops.systemd import SystemdNotifier
 from tests.support.app import app_config, running_app, sample_camera
 from tests.support.daemon import Daemon, write_config
@@ -174,7 +175,7 @@ def test_daemon_speaks_the_notify_protocol(
 def test_stuck_pipeline_withholds_watchdog_pings(
     tmp_path: Path, mosquitto: object, notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app_module, "PIPELINE_STALL_S", 1.0)
+    monkeypatch.setattr(health_module, "PIPELINE_STALL_S", 1.0)
     monkeypatch.setattr(app_module, "TICK_S", 0.05)
     notifier = SystemdNotifier(env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"})
     data = app_config(mosquitto.port, [sample_camera("door", fps=10)])  # type: ignore[attr-defined]
