@@ -30,8 +30,8 @@ test: setup
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --junitxml=.test-results.xml
 
-# The soak and the paced run of the real daemon: minutes, numbers in the JUnit report
-# (record_property); CI runs this after `make test`.
+# Minutes-long checks: the soak and the paced run of the real daemon (numbers in the
+# JUnit report), int8 results on an emulated CPU without VNNI; CI runs this after `make test`.
 measure: setup
 	$(BIN)/python -m pytest -m measure --junitxml=.measure-results.xml
 

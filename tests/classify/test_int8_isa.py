@@ -39,7 +39,7 @@ FACES = 24
 PROB_TOL = 0.005  # float-layer rounding (see above); 8-bit saturation moved 0.014-0.063
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.measure,  # about a minute a model under emulation: CI's `make measure` step
     pytest.mark.skipif(QEMU is None, reason="needs qemu-user-static (scripts/system-deps.sh)"),
     pytest.mark.skipif(sys.platform != "linux", reason="qemu user mode runs Linux binaries"),
     # Without VNNI here both runs would take the same kernels and agree trivially.
