@@ -113,7 +113,9 @@ def dequantize_model(model):
     infos = [v for v in g.value_info if v.name in kept and v.name not in dropped_q]
     del out.graph.value_info[:]
     out.graph.value_info.extend(infos)
-    meta = [(p.key, p.value) for p in model.metadata_props if p.key != "quantization"]
+    # The float file is not quantized, and an earlier round's source is replaced.
+    dropped = ("quantization", "dequantized_from")
+    meta = [(p.key, p.value) for p in model.metadata_props if p.key not in dropped]
     del out.metadata_props[:]
     for key, value in meta:
         out.metadata_props.add(key=key, value=value)
@@ -143,9 +145,9 @@ def dequantize(src: Path, dst: Path) -> dict:
     shape = (64, c.input_size, c.input_size) + ((3,) if c.channels == 3 else ())
     crops = rng.integers(0, 256, shape, dtype=np.uint8)
     diff = float(np.abs(a.predict(crops) - b.predict(crops)).max())
-    dq_names = {n.name for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    restored = sum(1 for n in model.graph.node if n.op_type == "DequantizeLinear") - sum(
-        1 for n in fp.graph.node if n.op_type == "Clip" and n.name in dq_names
+    inits = {t.name for t in model.graph.initializer}
+    restored = sum(
+        1 for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
     )
     return {"tensors_restored": restored, "max_prob_change": diff}
 

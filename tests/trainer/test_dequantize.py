@@ -133,6 +133,11 @@ def test_requantized_copy_has_seven_bit_weights(models: dict, tmp_path: Path) ->
         int(np.abs(w.astype(np.int32)).max()) for w in weights if w.dtype == np.int8 and w.size > 1
     )
     assert 32 < peak <= 64
+    # A requantized file can go round again (its dequantized_from is replaced, not
+    # duplicated: onnx refuses duplicate metadata keys).
+    again = dq.dequantize_model(q)
+    keys = [p.key for p in again.metadata_props]
+    assert keys.count("dequantized_from") == 1
 
 
 def test_float_and_unreadable_models_are_refused(models: dict, tmp_path: Path, capsys) -> None:
