@@ -76,9 +76,15 @@ def faces() -> np.ndarray:
     return np.stack(out)
 
 
-def run_child(tmp_path: Path, model: Path, emulate: bool) -> tuple[np.ndarray, dict]:
-    inputs, out = tmp_path / "faces.npy", tmp_path / f"out_{emulate}.npy"
-    np.save(inputs, faces())
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("isa") / "faces.npy"
+    np.save(path, faces())
+    return path
+
+
+def run_child(tmp_path: Path, inputs: Path, model: Path, emulate: bool) -> tuple[np.ndarray, dict]:
+    out = tmp_path / f"out_{emulate}.npy"
     cmd = [sys.executable, "-c", CHILD, str(model), str(inputs), str(out)]
     if emulate:
         cmd = [str(QEMU), "-cpu", CPU_MODEL, *cmd]
@@ -88,9 +94,11 @@ def run_child(tmp_path: Path, model: Path, emulate: bool) -> tuple[np.ndarray, d
 
 
 @pytest.mark.parametrize("name", ["fast", "fer2013", "accurate"])
-def test_bundled_int8_gives_the_same_results_without_vnni(tmp_path: Path, name: str) -> None:
-    native, _ = run_child(tmp_path, BUNDLED_MODELS[name], emulate=False)
-    emulated, seen = run_child(tmp_path, BUNDLED_MODELS[name], emulate=True)
+def test_bundled_int8_gives_the_same_results_without_vnni(
+    tmp_path: Path, inputs: Path, name: str
+) -> None:
+    native, _ = run_child(tmp_path, inputs, BUNDLED_MODELS[name], emulate=False)
+    emulated, seen = run_child(tmp_path, inputs, BUNDLED_MODELS[name], emulate=True)
     assert seen["AVX2"] and seen["FMA3"] and not seen["AVX512F"], seen
     diff = float(np.abs(native - emulated).max())
     changed = int((native.argmax(1) != emulated.argmax(1)).sum())
