@@ -44,8 +44,9 @@ class ModelConfig:
     arch: str = "edgefer"
     dropout: float = 0.3
     kwargs: dict[str, Any] = field(default_factory=dict)
-    # A trainer checkpoint whose weights start this run (fine-tuning, trainer/warmstart.py);
-    # empty = random initialisation. Same arch and kwargs required.
+    # A trainer checkpoint or an exported .onnx (trainer/onnx_init.py) whose weights start
+    # this run (fine-tuning, trainer/warmstart.py); empty = random initialisation. Same
+    # arch and kwargs required.
     init: str = ""
 
 

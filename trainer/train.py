@@ -45,6 +45,7 @@ from trainer.data import (
 from trainer.distill import Teachers, check_teachers_unchanged, distill_loss
 from trainer.metrics import plot_confusion, summarize
 from trainer.models import build_model, count_macs, count_params
+from trainer.onnx_init import STAT_IMAGES
 from trainer.warmstart import apply_init, read_init
 
 _DEFAULT_PATHS = {
@@ -253,10 +254,23 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     model = build_model(cfg.model.arch, len(labels), dropout=cfg.model.dropout, **cfg.model.kwargs)
     params, macs = count_params(model), count_macs(model)
     if init is not None:
-        apply_init(model, init)
+        # Exported inits measure their batch-norm statistics on (a prefix of) the
+        # normalised training images; a shuffled prefix, so every class is in it.
+        seed_idx = np.random.default_rng(cfg.seed).permutation(len(train_ds))[:STAT_IMAGES]
+        seed_x = (
+            to_input(train_ds.images[np.sort(seed_idx)]) - cfg.preprocess.mean
+        ) / cfg.preprocess.std
+        apply_init(model, init, seed_x)
         if not quiet:
             r = init.record
             print(f"init: {r['path']} ({r['arch']}, epoch {r['epoch']}, sha256 {r['sha256'][:12]})")
+            if "import" in r:
+                print(
+                    f"init: imported from the exported file; against it on {len(seed_x)} "
+                    f"training images: largest logit difference "
+                    f"{r['import']['max_logit_diff']:.3g}, top class differs on "
+                    f"{r['import']['top1_disagreement']:.2%}"
+                )
     if cfg.optim.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg)

@@ -1,5 +1,8 @@
 """Start a training from a trained checkpoint's weights (``model.init``): fine-tuning.
 
+An exported ``.onnx`` is accepted too (trainer/onnx_init.py: the shipped models have no
+checkpoint beside them).
+
 The typical use is adapting the shipped model to one's own faces (an infrared
 driver-monitoring camera, a different population) from a folder of labelled crops::
 
@@ -27,12 +30,24 @@ from edge_daemon.labels import FER_LABELS
 from trainer.checkpoint import CheckpointError, read_checkpoint
 from trainer.config import TrainConfig, TrainConfigError
 from trainer.distill import file_sha256
+from trainer.onnx_init import (
+    MAX_DISAGREEMENT,
+    STAT_IMAGES,
+    OnnxInitError,
+    OnnxWeights,
+    check_contract,
+    import_report,
+    load_folded,
+    read_onnx_weights,
+    unfold_norms,
+)
 
 
 @dataclass(frozen=True)
 class InitWeights:
-    state: dict[str, torch.Tensor]  # the checkpoint's model state_dict
+    state: dict[str, torch.Tensor] | None  # the checkpoint's model state_dict
     record: dict[str, Any]  # what the run stores about the file (path, sha256, ...)
+    exported: OnnxWeights | None = None  # set instead of ``state`` for an .onnx file
 
 
 def read_init(cfg: TrainConfig) -> InitWeights | None:
@@ -40,6 +55,8 @@ def read_init(cfg: TrainConfig) -> InitWeights | None:
     if not cfg.model.init:
         return None
     path = Path(cfg.model.init)
+    if path.suffix == ".onnx":
+        return _read_exported(cfg, path)
     try:
         ck = read_checkpoint(path)
     except CheckpointError as exc:
@@ -74,8 +91,63 @@ def read_init(cfg: TrainConfig) -> InitWeights | None:
     return InitWeights(weights, record)
 
 
-def apply_init(model: torch.nn.Module, init: InitWeights) -> None:
-    """Load the checkpoint's weights into ``model``; every tensor must match."""
+def _read_exported(cfg: TrainConfig, path: Path) -> InitWeights:
+    if not path.is_file():
+        raise TrainConfigError(f"model.init: {path} does not exist")
+    try:
+        weights = read_onnx_weights(path)
+        check_contract(
+            weights.meta,
+            path,
+            cfg.model.arch,
+            list(FER_LABELS),
+            cfg.preprocess.mean,
+            cfg.preprocess.std,
+        )
+    except OnnxInitError as exc:
+        raise TrainConfigError(str(exc)) from exc
+    record = {
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "arch": cfg.model.arch,
+        "epoch": weights.meta.get("train_epoch"),
+        "val_accuracy": weights.meta.get("val_accuracy_fp32"),
+        "exported": True,
+    }
+    return InitWeights(None, record, weights)
+
+
+def apply_init(
+    model: torch.nn.Module, init: InitWeights, images: torch.Tensor | None = None
+) -> None:
+    """Load the checkpoint's weights into ``model``; every tensor must match.
+
+    For an exported file (``.onnx``), ``images`` (normalised training inputs) measure the
+    batch-norm statistics, and the imported network is checked against the file: the run
+    is refused when they disagree on more than ``MAX_DISAGREEMENT`` of those images. The
+    measured agreement goes into ``init.record["import"]``.
+    """
+    if init.exported is not None:
+        path = Path(init.record["path"])
+        if images is None:
+            raise ValueError("apply_init needs training images for an exported model.init")
+        x = images[:STAT_IMAGES]
+        try:
+            norms = load_folded(model, init.exported, path)
+        except OnnxInitError as exc:
+            raise TrainConfigError(str(exc)) from exc
+        report = import_report(model, init.exported.float_model, x)
+        if report["top1_disagreement"] > MAX_DISAGREEMENT:
+            raise TrainConfigError(
+                f"model.init: the network imported from {path} names a different class "
+                f"than the file on {report['top1_disagreement']:.1%} of {len(x)} training "
+                f"images (largest logit difference {report['max_logit_diff']:.3g}): it "
+                "cannot be reproduced in PyTorch"
+            )
+        unfold_norms(model, norms, x)
+        init.record["import"] = report
+        return
+    assert init.state is not None
     try:
         model.load_state_dict(init.state, strict=True)
     except RuntimeError as exc:
