@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_daemon.cli import setup_logging
+from edge_daemon.app.cli import setup_logging
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 

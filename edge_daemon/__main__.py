@@ -1,3 +1,3 @@
-from edge_daemon.cli import main
+from edge_daemon.app.cli import main
 
 raise SystemExit(main())

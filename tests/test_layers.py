@@ -2,7 +2,8 @@
 
 Layers, bottom up: the core (value types, config, metrics, the runtime stages sources ->
 detect -> classify -> track -> policy -> publish, the pipeline that joins them, ops
-helpers), then the web server and its pages, then the app layer (app, CLI). The
+helpers), then the web server and its pages, then the app layer (``edge_daemon/app/``:
+the daemon object, wiring, reload plan, CLI; and ``__main__``). The
 measuring tools (``edge_bench``) and the trainer sit beside the runtime and may import
 it; the runtime never imports either.
 """
@@ -16,7 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "edge_daemon"
-APP = {"edge_daemon.app", "edge_daemon.cli", "edge_daemon.__main__"}
 
 
 def module_name(path: Path) -> str:
@@ -38,7 +38,9 @@ def imports(path: Path) -> set[str]:
 
 
 def layer(module: str) -> int:
-    if module in APP:
+    if module in ("edge_daemon.app", "edge_daemon.__main__") or module.startswith(
+        "edge_daemon.app."
+    ):
         return 2
     if module == "edge_daemon.web" or module.startswith("edge_daemon.web."):
         return 1

@@ -217,3 +217,28 @@ def quiet_amqtt_logging() -> None:
 
 def _is_addr_in_use(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+
+
+def broker_answers(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when an MQTT broker accepts a connection at host:port."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    ok = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+
+    def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+        if not getattr(rc, "is_failure", True):
+            ok.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=5)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        return ok.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_bench.cli import build_parser, main
-from edge_daemon.cli import build_parser as daemon_parser
+from edge_daemon.app.cli import build_parser as daemon_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ("pipeline", "report", "soak", "latency")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import edge_daemon.app as app_module
+import edge_daemon.app.daemon as app_module
 import edge_daemon.ops.health as health_module
 from edge_daemon.ops.systemd import SystemdNotifier
 from tests.support.app import app_config, running_app, sample_camera

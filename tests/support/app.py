@@ -1,4 +1,4 @@
-"""An in-process :class:`~edge_daemon.app.App` on a config written to a temp file."""
+"""An in-process :class:`~edge_daemon.app.daemon.App` on a config written to a temp file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from edge_daemon.app import App
+from edge_daemon.app.daemon import App
 from edge_daemon.config import load_config
 from edge_daemon.ops.systemd import SystemdNotifier
 

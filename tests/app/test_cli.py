@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 
 from edge_daemon import __version__
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_version() -> None:

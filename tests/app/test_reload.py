@@ -59,7 +59,7 @@ def test_reload_restarts_only_what_changed(
         assert app.cfg.detector.min_confidence == 0.7
 
         # Sections that need a restart are reported and kept as they run.
-        caplog.set_level(logging.WARNING, logger="edge_daemon.app")
+        caplog.set_level(logging.WARNING, logger="edge_daemon.app.daemon")
         changed = app_config(mosquitto.port, new, detector={"min_confidence": 0.7})
         changed["mqtt"]["topic_prefix"] = "other"
         path.write_text(yaml.safe_dump(changed))
@@ -86,7 +86,7 @@ def test_invalid_reload_keeps_the_running_config(
         before = app.cameras[0].pipeline
         frames = before.analyzer.metrics.frames
         path.write_text(text)
-        caplog.set_level(logging.ERROR, logger="edge_daemon.app")
+        caplog.set_level(logging.ERROR, logger="edge_daemon.app.daemon")
         result = app.reload()
         assert not result.ok and any(expected in e for e in result.errors), result.errors
         assert "reload rejected" in caplog.text and expected in caplog.text

@@ -19,12 +19,19 @@ import logging
 import os
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge_daemon import __version__
+from edge_daemon.app.reload_plan import plan_reload
+from edge_daemon.app.wiring import (
+    capture_settings,
+    live_slot,
+    mqtt_settings,
+    publishes_to_embedded_port,
+    source_spec,
+)
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
 from edge_daemon.detect.blazeface import InterpreterPool
@@ -32,27 +39,17 @@ from edge_daemon.ops.health import CameraThreads, Health, assess
 from edge_daemon.ops.prometheus import CameraView, DaemonCollector
 from edge_daemon.ops.systemd import SystemdNotifier
 from edge_daemon.pipeline import CameraAnalyzer, CameraPipeline
-from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
+from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher
+from edge_daemon.publish.broker import broker_answers
 from edge_daemon.publish.homeassistant import (
     DiscoveryCamera,
     discovery_messages,
     removal_messages,
 )
-from edge_daemon.reload_plan import plan_reload
-from edge_daemon.sources import (
-    CaptureSettings,
-    CaptureWorker,
-    FileSpec,
-    FrameQueue,
-    MjpegSpec,
-    RtspSpec,
-    SampleSpec,
-    SourceSpec,
-    UsbSpec,
-)
+from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.types import StreamStatus
 from edge_daemon.web.http import HttpService
-from edge_daemon.web.live import LiveSlot, RenderOptions
+from edge_daemon.web.live import LiveSlot
 from edge_daemon.web.liveview import LiveView
 from edge_daemon.web.metrics_endpoint import MetricsEndpoint
 
@@ -62,88 +59,6 @@ STOP_BUDGET_S = 2.0  # total time a shutdown may take
 READY_TIMEOUT_S = 60.0  # waiting for pipelines to open their stages before READY=1
 STATUS_INTERVAL_S = 5.0  # systemd STATUS= refresh
 TICK_S = 0.5  # main loop granularity: reload requests and watchdog pings
-
-
-def source_spec(cam: CameraConfig) -> SourceSpec:
-    """Map a validated camera source config to the sources package's spec."""
-    s = cam.source
-    if s.type == "file":
-        return FileSpec(path=s.path, loop=s.loop, realtime=s.realtime)
-    if s.type == "usb":
-        return UsbSpec(device=s.device, width=s.width, height=s.height, fps=s.fps)
-    if s.type == "rtsp":
-        return RtspSpec(url=s.url, transport=s.transport, open_timeout_s=s.open_timeout_s)
-    if s.type == "mjpeg":
-        return MjpegSpec(
-            url=s.url, open_timeout_s=s.open_timeout_s, max_frame_side=s.max_frame_side
-        )
-    if s.type == "sample":
-        return SampleSpec(fps=s.fps, width=s.width, height=s.height)
-    raise ValueError(f"unknown source type {s.type}")  # unreachable: the schema is closed
-
-
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
-
-
-def publishes_to_embedded_port(cfg: AppConfig) -> bool:
-    """True when the publisher's broker address is the embedded broker's."""
-    m, eb = cfg.mqtt, cfg.mqtt.embedded_broker
-    if m.port != eb.port:
-        return False
-    return m.host == eb.host or {m.host, eb.host} <= LOOPBACK_NAMES
-
-
-def mqtt_settings(
-    cfg: AppConfig, anonymous: bool = False, own_broker: bool = False
-) -> MqttSettings:
-    """The publisher's settings; ``anonymous`` leaves the username and password out;
-    ``own_broker``: it publishes to the embedded broker, which speaks MQTT 3.1.1 only
-    (so ``protocol: auto`` need not find that out at every start)."""
-    m = cfg.mqtt
-    tls = m.tls
-    return MqttSettings(
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id,
-        username=None if anonymous else m.username,
-        password=m.password.get_secret_value() if m.password and not anonymous else None,
-        tls_ca_file=tls.ca_file if tls else None,
-        tls_cert_file=tls.cert_file if tls else None,
-        tls_key_file=tls.key_file if tls else None,
-        tls_insecure=tls.insecure if tls else False,
-        use_tls=tls is not None,
-        keepalive_s=m.keepalive_s,
-        protocol="3.1.1" if own_broker and m.protocol == "auto" else m.protocol,
-        topic_prefix=m.topic_prefix,
-        qos=m.qos,
-        outbox_max=m.outbox_max,
-        publish_images=m.publish_images,
-    )
-
-
-def mqtt_broker_answers(host: str, port: int, timeout: float = 3.0) -> bool:
-    """True when an MQTT broker accepts a connection at host:port."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    ok = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-
-    def on_connect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
-        if not getattr(rc, "is_failure", True):
-            ok.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(host, port, keepalive=5)
-    except OSError:
-        return False
-    client.loop_start()
-    try:
-        return ok.wait(timeout)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 @dataclass
@@ -307,7 +222,7 @@ class App:
         try:
             broker.start(timeout=10)
         except BrokerStartError as exc:
-            if not mqtt_broker_answers(eb.host, eb.port):
+            if not broker_answers(eb.host, eb.port):
                 raise
             if eb.if_port_taken == "fail":
                 raise BrokerStartError(
@@ -357,24 +272,9 @@ class App:
         stop = threading.Event()
         if self.stop_event.is_set():
             stop.set()
-        lv = self.cfg.live_view
-        live = (
-            LiveSlot(cam.name, RenderOptions(lv.max_width, lv.jpeg_quality, lv.blur_faces))
-            if lv.enabled
-            else None
-        )
+        live = live_slot(cam, self.cfg)
         queue = FrameQueue(cam.queue_size)
-        settings = CaptureSettings(
-            stall_timeout_s=cam.stall_timeout_s,
-            reconnect_initial_s=cam.reconnect_initial_s,
-            reconnect_max_s=cam.reconnect_max_s,
-            # The live view shows every frame; otherwise only detection frames need
-            # pixels. (live_view changes need a restart, detector changes restart
-            # every camera: this stays consistent across reloads.)
-            pixels_every_n=1 if self.cfg.live_view.enabled else self.cfg.detector.every_n_frames,
-            # Spread the cameras' detection frames over the stride (stable per name).
-            pixels_phase=zlib.crc32(cam.name.encode()),
-        )
+        settings = capture_settings(cam, self.cfg)
         capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
         analyzer = CameraAnalyzer(cam, self.cfg, self.model, self._detectors())
         pipeline = CameraPipeline(
@@ -471,7 +371,7 @@ class App:
         """Re-read the config file; restart only the cameras whose settings changed.
 
         An invalid file is rejected with every error logged, and the running
-        configuration keeps going (the plan: :func:`~edge_daemon.reload_plan.plan_reload`).
+        configuration keeps going (the plan: :func:`~edge_daemon.app.reload_plan.plan_reload`).
         Changes to sections in ``RESTART_SECTIONS`` cannot be
         applied live: they are logged and kept for the next start. Detector, tracker and
         event settings are part of every camera's pipeline, so changing them restarts

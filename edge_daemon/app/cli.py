@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, cfg: AppConfig) -> int:
-    from edge_daemon.app import App
+    from edge_daemon.app.daemon import App
     from edge_daemon.classify.model import ModelLoadError
     from edge_daemon.config import warn_insecure_permissions
     from edge_daemon.detect.blazeface import DetectorError

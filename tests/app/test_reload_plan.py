@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_daemon.app.reload_plan import RESTART_SECTIONS, plan_reload
 from edge_daemon.config import AppConfig
-from edge_daemon.reload_plan import RESTART_SECTIONS, plan_reload
 
 
 def cfg(*cameras: str, disabled: tuple[str, ...] = (), **sections: Any) -> AppConfig:

@@ -3,7 +3,7 @@ new config) -> which cameras to start, stop and restart, and which sections wait
 daemon restart. :meth:`edge_daemon.app.App.reload` carries the plan out.
 
 Pure: the plan depends only on the two validated configs, so every rule below is tested
-on config values alone (tests/test_reload_plan.py).
+on config values alone (tests/app/test_reload_plan.py).
 """
 
 from __future__ import annotations
