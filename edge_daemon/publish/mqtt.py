@@ -64,6 +64,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_daemon.publish.diagnostics import connack_problem, connect_problem, ssl_context
 from edge_daemon.publish.outbox import Outbox
 from edge_daemon.publish.payloads import dumps, event_payload, state_payload, stats_payload
 from edge_daemon.publish.settings import MqttSettings, check_topic_segment
@@ -460,27 +461,12 @@ class MqttPublisher:
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.use_tls:
-            client.tls_set_context(self._ssl_context())
+            client.tls_set_context(ssl_context(s))
         client.will_set(s.availability_topic, "offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        s = self._s
-        # No CA file: the system trust store (a broker with a public certificate).
-        ctx = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(s.tls_ca_file) if s.tls_ca_file else None
-        )
-        if s.tls_cert_file is not None:
-            ctx.load_cert_chain(
-                str(s.tls_cert_file), str(s.tls_key_file) if s.tls_key_file else None
-            )
-        if s.tls_insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
 
     def _connect(self) -> None:
         s = self._s
@@ -504,52 +490,11 @@ class MqttPublisher:
             else:
                 client.connect(s.host, s.port, keepalive=s.keepalive_s)
         except Exception as exc:  # noqa: BLE001 - classified below; never a traceback per retry
-            key, msg = self._classify(exc)
+            key, msg = connect_problem(exc, s)
             self._failed(key, msg)
             return
         self._client = client
         self._connack_deadline = time.monotonic() + s.connect_timeout_s
-
-    def _classify(self, exc: BaseException) -> tuple[str, str]:
-        s = self._s
-        where = f"{s.host}:{s.port}"
-        if isinstance(exc, socket.gaierror):
-            return "dns", f"cannot resolve MQTT broker host {s.host!r} ({exc}): check mqtt.host"
-        if isinstance(exc, ConnectionRefusedError):
-            return "refused", (
-                f"MQTT broker {where} refused the connection: is the broker running? "
-                "check mqtt.host/mqtt.port"
-            )
-        if isinstance(exc, ssl.SSLCertVerificationError | ssl.CertificateError):
-            return "tls-verify", (
-                f"TLS certificate of MQTT broker {where} not trusted ({exc}): set mqtt.tls.ca_file "
-                "to the CA that signed it and make mqtt.host match the certificate name "
-                "(mqtt.tls.insecure skips the check, for testing only)"
-            )
-        if isinstance(exc, ssl.SSLError):
-            return "tls", (
-                f"TLS handshake with MQTT broker {where} failed ({exc}): is this port a TLS "
-                "listener (mqtt.tls, mqtt.port)? does it need a client certificate "
-                "(mqtt.tls.cert_file/mqtt.tls.key_file)?"
-            )
-        if s.use_tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError):
-            # A plain-MQTT listener resets the connection on a TLS ClientHello.
-            return "tls-reset", (
-                f"MQTT broker {where} reset the connection during the TLS handshake: is this "
-                "port a TLS listener? (Mosquitto's usual TLS port is 8883; plain is 1883.) "
-                "Check mqtt.port, or remove mqtt.tls for a plain listener"
-            )
-        if isinstance(exc, TimeoutError):
-            return "timeout", (
-                f"timed out connecting to MQTT broker {where}: check mqtt.host/mqtt.port, the "
-                "network and firewalls" + ("; does the port speak TLS?" if s.use_tls else "")
-            )
-        if isinstance(exc, OSError):
-            return f"os-{exc.errno}", (
-                f"cannot connect to MQTT broker {where} ({exc}): check mqtt.host/mqtt.port and "
-                "the network"
-            )
-        return f"error-{type(exc).__name__}", f"MQTT connect to {where} failed: {exc!r}"
 
     def _failed(self, key: str, message: str) -> None:
         """Report a connection problem (once per change) and schedule the next attempt."""
@@ -673,16 +618,7 @@ class MqttPublisher:
                 self._refused = True
                 self._next_attempt = time.monotonic()  # the other version, now
                 return
-            if name in ("Bad user name or password", "Not authorized"):
-                hint = "check mqtt.username/mqtt.password and the broker's ACL"
-            elif name == "Client identifier not valid":
-                hint = "check mqtt.client_id"
-            else:
-                hint = "check the broker log"
-            self._failed(
-                f"connack-{name}",
-                f"MQTT broker {s.host}:{s.port} refused the connection: {name}: {hint}",
-            )
+            self._failed(*connack_problem(name, s))
             self._client_dead = True
             self._refused = True
             return
