@@ -91,18 +91,18 @@ def test_params_from_config() -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: PolicyParams(min_confidence=1.5),
-        lambda: PolicyParams(establish_s=-1),
-        lambda: PolicyParams(min_update_interval_s=math.nan),
-        lambda: AlertParams("a", "angry", min_score=-0.1),
-        lambda: AlertParams("a", "angry", min_duration_s=math.inf),
-        lambda: AlertParams("", "angry"),
+        (lambda: PolicyParams(min_confidence=1.5), r"min_confidence must be in \[0, 1\]"),
+        (lambda: PolicyParams(establish_s=-1), "establish_s must be >= 0"),
+        (lambda: PolicyParams(min_update_interval_s=math.nan), "min_update_interval_s must be"),
+        (lambda: AlertParams("a", "angry", min_score=-0.1), "min_score must be in"),
+        (lambda: AlertParams("a", "angry", min_duration_s=math.inf), "min_duration_s must be"),
+        (lambda: AlertParams("", "angry"), "alert name must not be empty"),
     ],
 )
-def test_invalid_params_raise(make: Callable[[], object]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_params_raise(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         make()
 
 

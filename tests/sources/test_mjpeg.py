@@ -195,6 +195,12 @@ def test_reads_jpeg_parts(mjpeg_server, content_length: bool, boundary_dashes: s
     assert len(set(greens)) == 5  # five distinct frames, in order of the server
 
 
+def read_until_error(src: object, n: int, timeout_s: float) -> None:
+    """Read up to ``n`` frames; the error of a failing source raises out of here."""
+    for _ in range(n):
+        src.read(timeout_s)  # type: ignore[attr-defined]
+
+
 def test_corrupt_parts_are_counted_and_skipped(mjpeg_server) -> None:
     server = mjpeg_server(bad_every=3)
     frames, failures = read_frames(server.url(), 6)
@@ -245,8 +251,7 @@ def test_http_errors_are_clear(mjpeg_server, kwargs, message: str, permanent: bo
     server = mjpeg_server(**kwargs)
     src = open_source(MjpegSpec(server.url(), open_timeout_s=2.0), read_timeout_s=2.0)
     with pytest.raises(SourceError, match=message) as info:
-        for _ in range(20):
-            src.read(0.5)
+        read_until_error(src, 20, timeout_s=0.5)
     assert info.value.permanent is permanent
     src.close()
 

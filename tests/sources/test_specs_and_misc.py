@@ -28,23 +28,26 @@ from edge_daemon.types import StreamStatus
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: RtspSpec("http://x/y"),
-        lambda: RtspSpec("rtsp://x/y", transport="http"),  # type: ignore[arg-type]
-        lambda: RtspSpec("rtsp://x/y", open_timeout_s=0),
-        lambda: MjpegSpec("rtsp://x/y"),
-        lambda: SampleSpec(fps=0),
-        lambda: SampleSpec(width=8),
-        lambda: UsbSpec(-1),
-        lambda: UsbSpec(True),
-        lambda: UsbSpec(0, width=0),
-        lambda: CaptureSettings(reconnect_initial_s=5, reconnect_max_s=1),
-        lambda: CaptureSettings(stall_timeout_s=float("nan")),
+        (lambda: RtspSpec("http://x/y"), "URL must start with one of"),
+        (lambda: RtspSpec("rtsp://x/y", transport="http"), "transport must be"),  # type: ignore[arg-type]
+        (lambda: RtspSpec("rtsp://x/y", open_timeout_s=0), "open_timeout_s must be"),
+        (lambda: MjpegSpec("rtsp://x/y"), "URL must start with one of"),
+        (lambda: SampleSpec(fps=0), "sample fps must be"),
+        (lambda: SampleSpec(width=8), "sample width must be"),
+        (lambda: UsbSpec(-1), "usb device index must be >= 0"),
+        (lambda: UsbSpec(True), "usb device must be an index or a device path"),
+        (lambda: UsbSpec(0, width=0), "usb width must be"),
+        (
+            lambda: CaptureSettings(reconnect_initial_s=5, reconnect_max_s=1),
+            "reconnect_max_s must be >= reconnect_initial_s",
+        ),
+        (lambda: CaptureSettings(stall_timeout_s=float("nan")), "stall_timeout_s must be"),
     ],
 )
-def test_invalid_specs_are_rejected(make) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_specs_are_rejected(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         make()
 
 

@@ -80,7 +80,8 @@ def test_params_from_config_and_defaults_match_schema() -> None:
     ],
 )
 def test_invalid_params_raise(kw: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    (name,) = kw  # every message starts with the setting's name
+    with pytest.raises(ValueError, match=f"^{name} must be"):
         params(**kw)
 
 
