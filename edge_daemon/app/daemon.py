@@ -110,6 +110,7 @@ class App:
         self.reloads = 0
         self._stopping = False  # stop() ran (the stop event may be set earlier by a signal)
         self._watchdog_problem: tuple[str, ...] = ()
+        self.watchdog_pings_withheld = 0  # main thread writes; a scrape reads a plain int
         self._ha_cameras: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
@@ -255,6 +256,7 @@ class App:
         return {
             "detector_pool_waits": pool.waits if pool is not None else 0,
             "live_streams_refused": live.streams_refused if live is not None else 0,
+            "watchdog_pings_withheld": self.watchdog_pings_withheld,
         }
 
     def _detectors(self) -> InterpreterPool:
@@ -336,6 +338,7 @@ class App:
             self.notifier.watchdog()
             return
         problems = tuple(h.problems)
+        self.watchdog_pings_withheld += 1
         if problems != self._watchdog_problem:
             log.error("unhealthy, withholding systemd watchdog pings: %s", "; ".join(problems))
         self._watchdog_problem = problems

@@ -47,6 +47,8 @@ DAEMON_COUNTERS = {
     "detector_pool_waits": "detector borrows that found every shared interpreter busy "
     "(contention; starts again at 0 when a reload replaces the pool)",
     "live_streams_refused": "live-view picture streams refused at live_view.max_clients",
+    "watchdog_pings_withheld": "systemd watchdog pings withheld because a pipeline, capture "
+    "or publisher thread was unhealthy (systemd restarts the daemon after WatchdogSec)",
 }
 
 

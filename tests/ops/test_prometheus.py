@@ -56,7 +56,7 @@ def test_daemon_wide_counters_are_exported() -> None:
     # The detector pool's waits and the live view's refused streams were counted but
     # never exported: an operator could not see either kind of contention.
     health = Health(healthy=True, ready=True, problems=[], cameras={})
-    values = {"detector_pool_waits": 3, "live_streams_refused": 2}
+    values = {"detector_pool_waits": 3, "live_streams_refused": 2, "watchdog_pings_withheld": 4}
     reg = CollectorRegistry(auto_describe=False)
     reg.register(DaemonCollector(list, dict, lambda: health, lambda: values))
     got = {
@@ -67,6 +67,7 @@ def test_daemon_wide_counters_are_exported() -> None:
     assert set(values) == set(DAEMON_COUNTERS)
     assert got["edge_detector_pool_waits_total"] == 3
     assert got["edge_live_streams_refused_total"] == 2
+    assert got["edge_watchdog_pings_withheld_total"] == 4
 
 
 def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
@@ -108,6 +109,7 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
         assert m["edge_mqtt_events_published_total"] >= 1  # the face's start event
         assert m["edge_detector_pool_waits_total"] >= 0  # wired to the app's pool
         assert m["edge_live_streams_refused_total"] == 0  # no live view here
+        assert m["edge_watchdog_pings_withheld_total"] == 0  # healthy, and no watchdog
 
         status, body, _ = get(url + "/healthz")
         assert status == 200

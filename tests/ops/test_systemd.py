@@ -202,7 +202,13 @@ def test_stuck_pipeline_withholds_watchdog_pings(
         assert not health.healthy
         assert "door: pipeline stuck" in health.problems[0]
         before = len(notify_socket.with_key("WATCHDOG"))
-        time.sleep(1.0)  # five ping intervals
+        withheld = app.watchdog_pings_withheld
+        # Five more ping decisions of the main loop, each one withheld (counted by the
+        # loop itself, so this waits on the loop's progress, not on a wall-clock guess).
+        deadline = time.monotonic() + 10
+        while app.watchdog_pings_withheld < withheld + 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.watchdog_pings_withheld >= withheld + 5
         assert len(notify_socket.with_key("WATCHDOG")) == before
 
         analyzer.process = original  # type: ignore[method-assign]
