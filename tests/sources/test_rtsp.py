@@ -106,16 +106,22 @@ def test_udp_transport(rtsp_server, h264_video) -> None:
     server = rtsp_server(h264_video(seconds=30, fps=15, size=(160, 120)))
     src = open_source(RtspSpec(server.url, transport="udp", open_timeout_s=5.0), read_timeout_s=3)
     try:
-        frames = []
-        deadline = time.monotonic() + 10
-        while len(frames) < 5 and time.monotonic() < deadline:
-            img = src.read(0.5)
-            if img is not None:
-                frames.append(img)
+        frames = collect_frames(src, 5, within_s=10)
         assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
         assert src.fps == pytest.approx(15.0)
     finally:
         src.close()
+
+
+def collect_frames(src: object, n: int, within_s: float) -> list[np.ndarray]:
+    """Up to ``n`` frames read within ``within_s`` (fewer when the stream is slower)."""
+    frames: list[np.ndarray] = []
+    deadline = time.monotonic() + within_s
+    while len(frames) < n and time.monotonic() < deadline:
+        img = src.read(0.5)  # type: ignore[attr-defined]
+        if img is not None:
+            frames.append(img)
+    return frames
 
 
 def read_for(src: object, seconds: float, timeout_s: float) -> None:
@@ -173,12 +179,7 @@ def test_real_face_video_over_rtsp(rtsp_server, loop_video, videos_dir) -> None:
     server = rtsp_server(clip, "/face")
     src = open_source(RtspSpec(server.url, open_timeout_s=5.0), read_timeout_s=3.0)
     try:
-        frames = []
-        deadline = time.monotonic() + 10
-        while len(frames) < 10 and time.monotonic() < deadline:
-            img = src.read(0.5)
-            if img is not None:
-                frames.append(img)
+        frames = collect_frames(src, 10, within_s=10)
         assert len(frames) == 10
         assert frames[0].shape == (360, 640, 3)
     finally:

@@ -21,12 +21,7 @@ from trainer.models import (  # noqa: E402
 REFERENCE_PARAMS = 784_263  # the reference design's published parameter count
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
