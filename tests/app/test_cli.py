@@ -74,7 +74,7 @@ def test_watch_escapes_control_characters_a_publisher_sends(mosquitto: Any) -> N
 
 
 def test_watch_without_broker_says_how_to_fix(tmp_path: Path) -> None:
-    from tests.fixtures.mqtt import free_port
+    from tests.support.net import free_port
 
     res = subprocess.run(
         [sys.executable, "-m", "edge_daemon", "watch", "--port", str(free_port())],

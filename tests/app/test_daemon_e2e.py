@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from edge_daemon.publish import load_schema
-from tests.fixtures.mqtt import MqttCollector, free_port
+from tests.fixtures.mqtt import MqttCollector
 from tests.support.daemon import REPO, Daemon, default_config_on_free_port, write_config
+from tests.support.net import free_port
 
 STOP_LIMIT_S = 3.0  # the daemon must exit within this after SIGTERM (target 2 s + slack)
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.mqtt import free_port
 from tests.support.app import app_config, running_app, sample_camera
 from tests.support.daemon import Daemon, write_config
+from tests.support.net import free_port
 
 
 def wait_frames(app: Any, names: list[str], n: int = 3, timeout: float = 30) -> None:

@@ -15,8 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge_daemon.metrics import Histogram
 from edge_daemon.ops.health import Health
 from edge_daemon.ops.prometheus import DAEMON_COUNTERS, DaemonCollector
-from tests.fixtures.mqtt import free_port
-from tests.support.app import app_config, running_app, sample_camera
+from tests.support.app import app_serving, sample_camera
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
@@ -71,14 +70,7 @@ def test_daemon_wide_counters_are_exported() -> None:
 
 
 def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
-    port = free_port()
-    data = app_config(
-        mosquitto.port,
-        [sample_camera("door", fps=10)],
-        metrics={"enabled": True, "port": port},
-    )
-    with running_app(tmp_path / "c.yaml", data) as app:
-        url = f"http://127.0.0.1:{port}"
+    with app_serving(tmp_path / "c.yaml", mosquitto.port, "metrics") as (app, url):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             m = scrape(url)
@@ -130,14 +122,13 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
 
 
 def test_metrics_token(tmp_path: Path, mosquitto: Any) -> None:
-    port = free_port()
-    data = app_config(
+    with app_serving(
+        tmp_path / "c.yaml",
         mosquitto.port,
+        "metrics",
         [sample_camera("door", fps=5)],
-        metrics={"enabled": True, "port": port, "token": "s3cret"},
-    )
-    with running_app(tmp_path / "c.yaml", data):
-        url = f"http://127.0.0.1:{port}"
+        token="s3cret",
+    ) as (_, url):
         status, body, _ = get(url + "/metrics")
         assert status == 401 and b"token" in body
         assert get(url + "/metrics", {"Authorization": "Bearer wrong"})[0] == 401

@@ -13,7 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_daemon.publish import BrokerStartError, EmbeddedBroker, MqttPublisher, MqttSettings
-from tests.fixtures.mqtt import MqttCollector, free_port
+from tests.fixtures.mqtt import MqttCollector
+from tests.support.net import free_port
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures.mqtt import MqttCollector, TlsFiles, free_port
+from tests.fixtures.mqtt import MqttCollector, TlsFiles
 from tests.support.app import sample_camera
 from tests.support.daemon import REPO, Daemon
+from tests.support.net import free_port
 
 MQTT_PASSWORD = "mqtt-S3cret-pw"
 CAM_PASSWORD = "cam-S3cret-pw"

@@ -19,6 +19,7 @@ from edge_daemon.sources import (
     open_source,
 )
 from edge_daemon.types import StreamStatus
+from tests.support.net import free_port
 
 SETTINGS = CaptureSettings(stall_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0)
 
@@ -44,12 +45,6 @@ def wait_for(pred: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return pred()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_worker(spec: RtspSpec, settings: CaptureSettings = SETTINGS):

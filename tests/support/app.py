@@ -12,6 +12,7 @@ import yaml
 from edge_daemon.app.daemon import App
 from edge_daemon.config import load_config
 from edge_daemon.ops.systemd import SystemdNotifier
+from tests.support.net import free_port
 
 
 def sample_camera(name: str, fps: float = 10, **extra: Any) -> dict[str, Any]:
@@ -38,3 +39,23 @@ def running_app(
         yield app
     finally:
         app.stop()
+
+
+@contextmanager
+def app_serving(
+    path: Path,
+    broker_port: int,
+    section: str,
+    cameras: list[dict[str, Any]] | None = None,
+    **settings: Any,
+) -> Iterator[tuple[App, str]]:
+    """An App whose ``section`` HTTP server (``metrics`` or ``live_view``) is enabled on a
+    free port with ``settings``: yields the app and the server's base URL."""
+    port = free_port()
+    data = app_config(
+        broker_port,
+        cameras if cameras is not None else [sample_camera("door", fps=10)],
+        **{section: {"enabled": True, "port": port, **settings}},
+    )
+    with running_app(path, data) as app:
+        yield app, f"http://127.0.0.1:{port}"

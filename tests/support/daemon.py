@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures.mqtt import MqttCollector, free_port
+from tests.fixtures.mqtt import MqttCollector
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,7 @@ from skimage import data as skdata
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.types import Frame, ShownFace
 from edge_daemon.web.live import EMOJI, LiveSlot, RenderOptions, render
-from tests.fixtures.mqtt import free_port
-from tests.support.app import app_config, running_app, sample_camera
+from tests.support.app import app_serving, sample_camera
 
 
 def http_get(url: str) -> tuple[int, bytes, str]:
@@ -104,14 +103,14 @@ def read_mjpeg_frames(url: str, n: int, timeout: float = 20.0) -> list[bytes]:
 
 @pytest.fixture
 def live_app(tmp_path: Path, mosquitto: Any) -> Any:
-    port = free_port()
-    data = app_config(
+    with app_serving(
+        tmp_path / "c.yaml",
         mosquitto.port,
+        "live_view",
         [sample_camera("door", fps=10), sample_camera("yard", fps=5)],
-        live_view={"enabled": True, "port": port, "fps": 10, "max_clients": 2},
-    )
-    with running_app(tmp_path / "c.yaml", data) as app:
-        url = f"http://127.0.0.1:{port}"
+        fps=10,
+        max_clients=2,
+    ) as (app, url):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             state = json.loads(http_get(url + "/api/state")[1])
@@ -166,14 +165,13 @@ def test_viewer_limit(live_app: Any) -> None:
 
 
 def test_live_view_token(tmp_path: Path, mosquitto: Any) -> None:
-    port = free_port()
-    data = app_config(
+    with app_serving(
+        tmp_path / "c.yaml",
         mosquitto.port,
+        "live_view",
         [sample_camera("door", fps=5)],
-        live_view={"enabled": True, "port": port, "token": "letmein"},
-    )
-    with running_app(tmp_path / "c.yaml", data):
-        url = f"http://127.0.0.1:{port}"
+        token="letmein",
+    ) as (_, url):
         for path in ("/", "/api/state", "/snapshot/door.jpg", "/stream/door.mjpg"):
             assert http_get(url + path)[0] == 401, path
         assert http_get(url + "/api/state?token=letmein")[0] == 200

@@ -21,8 +21,7 @@ import pytest
 
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.web.live import EMOJI
-from tests.fixtures.mqtt import free_port
-from tests.support.app import app_config, running_app, sample_camera
+from tests.support.app import app_serving
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -79,14 +78,7 @@ class Dom(html.parser.HTMLParser):
 
 
 def test_page_shows_stream_faces_emoji_and_events(tmp_path: Path, mosquitto: Any) -> None:
-    port = free_port()
-    data = app_config(
-        mosquitto.port,
-        [sample_camera("door", fps=10)],
-        live_view={"enabled": True, "port": port, "token": "tok"},
-    )
-    with running_app(tmp_path / "c.yaml", data):
-        url = f"http://127.0.0.1:{port}"
+    with app_serving(tmp_path / "c.yaml", mosquitto.port, "live_view", token="tok") as (_, url):
         deadline = time.monotonic() + 30  # let a track start (min_hits, establish_s)
         while time.monotonic() < deadline:
             with urllib.request.urlopen(url + "/api/state?token=tok", timeout=5) as r:
