@@ -163,6 +163,7 @@ class DaemonCollector(Collector):
                 ("events_dropped", "events dropped (outbox overflow, queue full, shutdown)"),
                 ("publish_failures", "publishes not acknowledged on their connection"),
                 ("reconnects", "broker reconnections"),
+                ("connect_failures", "broker connection attempts that failed"),
                 ("messages_dropped", "non-event messages dropped while disconnected"),
             ):
                 yield CounterMetricFamily(f"edge_mqtt_{key}", doc, value=m[key])

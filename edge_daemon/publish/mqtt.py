@@ -129,6 +129,7 @@ class MqttPublisher:
                 "publish_failures",
                 "connects",
                 "reconnects",
+                "connect_failures",
                 "snapshots_published",
                 "snapshots_refused",
                 "messages_dropped",
@@ -284,8 +285,10 @@ class MqttPublisher:
         ``events_invalid``; ``outbox`` (events not yet acknowledged); ``queue`` (commands
         not yet handled); ``publish_failures`` (publishes not acknowledged on their
         connection, resent later); ``connects``/``reconnects`` (accepted connections,
-        after the first); ``snapshots_published``/``snapshots_refused``;
-        ``messages_dropped`` (non-event messages dropped while disconnected);
+        after the first); ``connect_failures`` (attempts that did not end in a
+        connection: refused, unreachable, TLS, credentials);
+        ``snapshots_published``/``snapshots_refused``; ``messages_dropped`` (non-event
+        messages dropped while disconnected);
         ``last_error`` (the current connection problem with a hint, or None).
         """
         with self._lock:
@@ -500,6 +503,7 @@ class MqttPublisher:
         """Report a connection problem (once per change) and schedule the next attempt."""
         with self._lock:
             self._last_error = message
+            self._counters["connect_failures"] += 1
         if key != self._problem:
             log.warning("%s (retrying, backoff up to %g s)", message, self._s.reconnect_max_s)
             self._problem = key

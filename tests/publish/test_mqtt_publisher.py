@@ -172,7 +172,8 @@ def test_broker_restart_delivers_every_event_in_order(mosquitto_factory, mqtt_co
     for i in range(3, 13):
         pub.publish_event(make_event(i=i))
     wait_until(lambda: pub.stats()["outbox"] == 10, what="10 in the outbox")
-    time.sleep(1.0)  # a few failed reconnects while the broker is down
+    failed = pub.stats()["connect_failures"]
+    wait_until(lambda: pub.stats()["connect_failures"] >= failed + 3, what="3 failed reconnects")
     assert not pub.stats()["connected"]
     broker.start()
 
@@ -201,7 +202,7 @@ def test_outbox_overflow_drops_oldest_and_logs_once(
     assert time.perf_counter() - t0 < 0.5, "publish_event must not block"
     wait_until(lambda: pub.stats()["events_dropped"] == 7, what="7 dropped")
     assert pub.stats()["outbox"] == 5
-    time.sleep(1.0)  # several refused reconnects...
+    wait_until(lambda: pub.stats()["connect_failures"] >= 4, what="several refused reconnects")
     refused = [r for r in caplog.records if "refused the connection" in r.getMessage()]
     assert len([r for r in refused if r.levelno == logging.WARNING]) == 1  # ...logged once
     assert "is the broker running?" in refused[0].getMessage()
@@ -269,7 +270,7 @@ def test_username_password_failure_is_reported_once(mosquitto_factory, publisher
     broker = mosquitto_factory(auth=("edge", "right-password"))
     pub = publisher(settings_for(broker, username="edge", password="WRONG-pw-77"), wait=False)
     wait_until(lambda: pub.stats()["last_error"] is not None, what="auth failure")
-    time.sleep(1.0)  # several more refused attempts
+    wait_until(lambda: pub.stats()["connect_failures"] >= 4, what="several refused attempts")
     assert not pub.connected_event.is_set()
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
@@ -377,7 +378,7 @@ def test_stop_is_fast_when_broker_is_unreachable(publisher):
     pub = publisher(MqttSettings(host="127.0.0.1", port=port, **FAST), wait=False)
     for i in range(100):
         pub.publish_event(make_event(i=i))
-    time.sleep(0.3)
+    wait_until(lambda: pub.stats()["connect_failures"] >= 1, what="a refused attempt")
     t0 = time.monotonic()
     pub.stop(timeout=2.0)
     assert time.monotonic() - t0 < 1.0
