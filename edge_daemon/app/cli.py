@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, cfg: AppConfig) -> int:
     from edge_daemon.config import warn_insecure_permissions
     from edge_daemon.detect.blazeface import DetectorError
     from edge_daemon.publish import BrokerStartError
+    from edge_daemon.publish.store import StateDirError
     from edge_daemon.web.http import HttpStartError
 
     setup_logging(args.log_level or cfg.log_level)
@@ -101,7 +102,14 @@ def _run(args: argparse.Namespace, cfg: AppConfig) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     try:
         app.start()
-    except (ModelLoadError, DetectorError, BrokerStartError, HttpStartError, ValueError) as exc:
+    except (
+        ModelLoadError,
+        DetectorError,
+        BrokerStartError,
+        HttpStartError,
+        StateDirError,
+        ValueError,
+    ) as exc:
         log.error("cannot start: %s", exc)
         return EXIT_USAGE
     try:

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from edge_daemon.app.wiring import (
     mqtt_settings,
     publishes_to_embedded_port,
     source_spec,
+    state_dir,
 )
 from edge_daemon.classify.model import EmotionModel
 from edge_daemon.config import AppConfig, CameraConfig, ConfigError, load_config
@@ -46,6 +48,7 @@ from edge_daemon.publish.homeassistant import (
     discovery_messages,
     removal_messages,
 )
+from edge_daemon.publish.store import OutboxStore
 from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.types import StreamStatus
 from edge_daemon.web.http import HttpService
@@ -92,14 +95,17 @@ class App:
         cfg: AppConfig,
         config_path: Path | None = None,
         notifier: SystemdNotifier | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._env = os.environ if env is None else env  # $STATE_DIRECTORY from systemd
         self.config_path = config_path  # re-read on reload; None = reload unsupported
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.notifier = notifier or SystemdNotifier()
         self.broker: EmbeddedBroker | None = None
         self.publisher: MqttPublisher | None = None
+        self.store: OutboxStore | None = None
         self.model: EmotionModel | None = None
         self._detector_pool: InterpreterPool | None = None
         self.cameras: list[CameraRuntime] = []
@@ -128,10 +134,12 @@ class App:
         cfg = self.cfg
         foreign = cfg.mqtt.embedded_broker.enabled and not self._start_embedded_broker()
         to_embedded = cfg.mqtt.embedded_broker.enabled and publishes_to_embedded_port(cfg)
+        self._open_store()
         self.publisher = MqttPublisher(
             mqtt_settings(
                 cfg, anonymous=foreign and to_embedded, own_broker=to_embedded and not foreign
-            )
+            ),
+            self.store,
         )
         self.publisher.start()
         self.model = EmotionModel(
@@ -156,6 +164,18 @@ class App:
             self.model.info.path.name,
         )
         self.notifier.ready(self.status_line())
+
+    def _open_store(self) -> None:
+        directory = state_dir(self.cfg, self._env)
+        if directory is None:
+            log.warning(
+                "no state directory (state.dir): undelivered events are lost at a restart "
+                "and seq starts again at 1"
+            )
+            return
+        self.store = OutboxStore.open(directory, self.cfg.state.sync)
+        origin = self.store.origin
+        log.info("state in %s: instance %s, boot %d", directory, origin.instance_id, origin.boot)
 
     def _wait_pipelines_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -360,6 +380,13 @@ class App:
         self._stop_cameras(self.cameras, left(0.6))
         if self.publisher is not None:
             self.publisher.stop(timeout=left(0.7))
+        if self.store is not None:
+            if self.publisher is not None and self.publisher.alive:
+                # Still its thread's: the process exit closes the file and the lock.
+                log.warning("event store left open: the publisher thread is still running")
+            else:
+                self.store.close()
+            self.store = None
         if self.broker is not None:
             self.broker.stop(timeout=left(1.0))
         alive = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
@@ -487,7 +514,10 @@ class App:
                 parts.append(f"{rt.config.name} {cap.status.value}")
         mq = self.publisher.stats() if self.publisher else {}
         link = "mqtt connected" if mq.get("connected") else "mqtt disconnected"
-        return f"{len(parts)} camera(s): {', '.join(parts) or 'none'}; {link}"
+        line = f"{len(parts)} camera(s): {', '.join(parts) or 'none'}; {link}"
+        if mq.get("store_problem"):
+            line += "; event store not writable (events in memory only)"
+        return line
 
     def stats(self) -> dict[str, Any]:
         cams = {}

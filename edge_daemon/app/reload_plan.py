@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from edge_daemon.config import AppConfig
 
 #: Sections a reload cannot apply to a running daemon (the change is logged; restart).
-RESTART_SECTIONS = ("mqtt", "model", "metrics", "live_view")
+RESTART_SECTIONS = ("mqtt", "model", "metrics", "live_view", "state")
 
 
 @dataclass(frozen=True)

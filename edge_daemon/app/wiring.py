@@ -8,6 +8,8 @@ them when it builds or rebuilds a camera.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
+from pathlib import Path
 
 from edge_daemon.config import AppConfig, CameraConfig
 from edge_daemon.publish import MqttSettings
@@ -76,6 +78,8 @@ def mqtt_settings(
         topic_prefix=m.topic_prefix,
         qos=m.qos,
         outbox_max=m.outbox_max,
+        outbox_max_bytes=m.outbox_max_bytes,
+        outbox_max_age_s=m.outbox_max_age_s,
         publish_images=m.publish_images,
     )
 
@@ -101,3 +105,12 @@ def live_slot(cam: CameraConfig, cfg: AppConfig) -> LiveSlot | None:
     if not lv.enabled:
         return None
     return LiveSlot(cam.name, RenderOptions(lv.max_width, lv.jpeg_quality, lv.blur_faces))
+
+
+def state_dir(cfg: AppConfig, env: Mapping[str, str]) -> Path | None:
+    """Where the event store lives: ``state.dir``, else systemd's ``$STATE_DIRECTORY``
+    (its first entry), else None (events are kept in memory only)."""
+    if cfg.state.dir is not None:
+        return cfg.state.dir
+    provided = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(provided) if provided else None

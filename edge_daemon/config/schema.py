@@ -391,6 +391,18 @@ class MqttConfig(StrictModel):
         le=1_000_000,
         description="events kept while the broker is unreachable (oldest dropped beyond)",
     )
+    outbox_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        le=16 * 1024**3,
+        description="payload bytes kept while the broker is unreachable (oldest dropped beyond)",
+    )
+    outbox_max_age_s: float | None = Field(
+        7 * 24 * 3600.0,
+        ge=60,
+        le=366 * 24 * 3600.0,
+        description="events older than this are dropped undelivered (counted); null = no limit",
+    )
     stats_interval_s: float = Field(30, ge=1, le=3600, description="seconds between stats messages")
     publish_images: bool = Field(
         False,
@@ -735,6 +747,41 @@ class CameraConfig(StrictModel):
 # --------------------------------------------------------------------------- root
 
 
+def _state_dir(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve a state directory against the base directory (it need not exist yet)."""
+    if value is None:
+        return None
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = _base_dir(info) / path
+    path = Path(os.path.normpath(path))
+    if path.exists() and not path.is_dir():
+        raise _value_error(f"not a directory: {path}")
+    return path
+
+
+class StateConfig(StrictModel):
+    """What must survive a restart: the events not yet delivered, the per-camera ``seq``
+    and the daemon's identity (edge_daemon/publish/store.py)."""
+
+    dir: Annotated[Path | None, AfterValidator(_state_dir)] = Field(
+        None,
+        description=(
+            "state directory (made if missing; relative paths are resolved against the "
+            "config file's directory); null = $STATE_DIRECTORY when systemd provides one "
+            "(StateDirectory=), otherwise nothing is kept: undelivered events are lost at a "
+            "restart and seq starts again at 1"
+        ),
+    )
+    sync: Literal["full", "normal"] = Field(
+        "full",
+        description=(
+            "full: every commit reaches the disk (survives a power cut); normal: survives a "
+            "crash of the daemon, may lose the last commits on power loss (less disk wear)"
+        ),
+    )
+
+
 class AppConfig(StrictModel):
     """The whole daemon configuration (``config.yaml``)."""
 
@@ -754,6 +801,9 @@ class AppConfig(StrictModel):
     )
     live_view: LiveViewConfig = Field(
         default_factory=LiveViewConfig, description="live web view of the cameras"
+    )
+    state: StateConfig = Field(
+        default_factory=StateConfig, description="what survives a restart (event outbox)"
     )
     cameras: list[CameraConfig] = Field(..., min_length=1, description="camera streams")
 

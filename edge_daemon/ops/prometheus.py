@@ -164,6 +164,9 @@ class DaemonCollector(Collector):
                 ("publish_failures", "publishes not acknowledged on their connection"),
                 ("reconnects", "broker reconnections"),
                 ("connect_failures", "broker connection attempts that failed"),
+                ("events_restored", "undelivered events read back from the state store at start"),
+                ("events_expired", "events dropped undelivered for mqtt.outbox_max_age_s"),
+                ("store_failures", "event-store writes the disk refused (events kept in memory)"),
                 ("messages_dropped", "non-event messages dropped while disconnected"),
             ):
                 yield CounterMetricFamily(f"edge_mqtt_{key}", doc, value=m[key])

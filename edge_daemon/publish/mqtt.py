@@ -65,9 +65,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_daemon.publish.diagnostics import connack_problem, connect_problem, ssl_context
-from edge_daemon.publish.outbox import Outbox
-from edge_daemon.publish.payloads import dumps, event_payload, state_payload, stats_payload
+from edge_daemon.publish.outbox import Outbox, Outgoing
+from edge_daemon.publish.payloads import (
+    Origin,
+    dumps,
+    event_payload,
+    state_payload,
+    stats_payload,
+)
 from edge_daemon.publish.settings import MqttSettings, check_topic_segment
+from edge_daemon.publish.store import OutboxStore
 from edge_daemon.types import Event
 
 log = logging.getLogger(__name__)
@@ -105,7 +112,10 @@ class MqttPublisher:
     ``p/<camera>/snapshot`` (JPEG bytes, QoS 0, only when ``publish_images``).
     """
 
-    def __init__(self, settings: MqttSettings) -> None:
+    def __init__(self, settings: MqttSettings, store: OutboxStore | None = None) -> None:
+        """``store``: the durable outbox (already open; from :meth:`start` on, the
+        publisher thread is its only user); None keeps events in memory only, under a
+        fresh ``instance_id`` per run."""
         self._s = settings
         # One id for the whole lifetime: a reconnect then replaces our own half-open old
         # session on the broker instead of running next to it.
@@ -130,6 +140,8 @@ class MqttPublisher:
                 "connects",
                 "reconnects",
                 "connect_failures",
+                "events_restored",
+                "events_expired",
                 "snapshots_published",
                 "snapshots_refused",
                 "messages_dropped",
@@ -146,8 +158,18 @@ class MqttPublisher:
         self._connack_deadline = 0.0
         self._client_dead = False  # set by on_disconnect / refused CONNACK
         self._refused = False  # CONNACK refused (already reported)
-        self._outbox = Outbox(settings.outbox_max, INFLIGHT_WINDOW)
+        self._outbox = Outbox(
+            settings.outbox_max,
+            INFLIGHT_WINDOW,
+            settings.outbox_max_bytes,
+            settings.outbox_max_age_s,
+        )
         self._seq: dict[str, int] = {}
+        self._store = store
+        self.origin = store.origin if store is not None else Origin(uuid.uuid4().hex, 1)
+        self._unsaved_removals: list[int] = []  # store rows to delete at the next commit
+        self._uncommitted: list[Outgoing] = []  # stored in the open transaction
+        self._next_expiry = 0.0
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
         self._backoff = settings.reconnect_min_s
         self._next_attempt = 0.0
@@ -157,6 +179,8 @@ class MqttPublisher:
         self._problem: str | None = None  # key of the last reported connection problem
         self._was_connected = False
         self._overflowing = False
+        if store is not None:
+            self._restore(store)
 
     # ------------------------------------------------------------------ public API
 
@@ -289,12 +313,21 @@ class MqttPublisher:
         connection: refused, unreachable, TLS, credentials);
         ``snapshots_published``/``snapshots_refused``; ``messages_dropped`` (non-event
         messages dropped while disconnected);
-        ``last_error`` (the current connection problem with a hint, or None).
+        ``last_error`` (the current connection problem with a hint, or None);
+        ``events_restored`` (undelivered events read back from the store at start),
+        ``events_expired`` (dropped for ``outbox_max_age_s``, also in ``events_dropped``),
+        ``store_failures``/``store_problem`` (writes the disk refused; the events stayed
+        in memory), ``durable``, ``instance_id`` and ``boot``.
         """
+        store = self._store
         with self._lock:
             out: dict[str, Any] = dict(self._counters)
             out["outbox"] = self._outbox_depth
             out["last_error"] = self._last_error
+        out["durable"] = store is not None
+        out["store_failures"] = store.write_failures if store is not None else 0
+        out["store_problem"] = store.problem if store is not None else None
+        out["instance_id"], out["boot"] = self.origin.instance_id, self.origin.boot
         out["connected"] = self._connected_event.is_set()
         out["queue"] = self._queue.qsize()
         return out
@@ -341,11 +374,14 @@ class MqttPublisher:
                 else:
                     self._handle_commands(0.0)
                     self._service_network(_POLL_S)
+                self._expire()
+                self._commit()
             except Exception:  # a bug, not a network error: keep publishing after a pause
                 log.exception("MQTT publisher loop error; reconnecting")
                 self._drop_client()
         try:
             self._shutdown()
+            self._commit()
         except Exception:
             log.exception("MQTT publisher shutdown error")
         finally:
@@ -363,6 +399,7 @@ class MqttPublisher:
             except queue.Empty:
                 break
             self._handle(*cmd)
+        self._commit()  # stored before the broker can see them
         self._pump()
 
     def _handle(self, kind: _Kind, item: Any) -> None:
@@ -389,7 +426,7 @@ class MqttPublisher:
     def _add_event(self, event: Event) -> None:
         seq = self._seq.get(event.camera, 0) + 1
         try:
-            payload = dumps(event_payload(event, seq))
+            payload = dumps(event_payload(event, seq, self.origin))
         except (ValueError, TypeError) as exc:
             # An upstream bug; the seq is not consumed so consumers see no false gap.
             log.error("dropping invalid event from camera %r: %s", event.camera, exc)
@@ -397,16 +434,88 @@ class MqttPublisher:
             return
         self._seq[event.camera] = seq
         topic = self._s.events_topic(event.camera)
-        if self._outbox.add(event.camera, seq, topic, payload, self._s.qos) is not None:
-            self._count("events_dropped")
+        created = time.time()
+        row = None
+        if self._store is not None:
+            row = self._store.add(event.camera, seq, topic, payload, self._s.qos, created)
+        entry, dropped = self._outbox.add(
+            event.camera, seq, topic, payload, self._s.qos, created, row
+        )
+        if row is not None:
+            self._uncommitted.append(entry)
+        if dropped:
+            self._forget(dropped)
+            self._count("events_dropped", len(dropped))
             if not self._overflowing:
                 log.warning(
-                    "MQTT outbox full (%d events): dropping the oldest until the broker "
-                    "is reachable again (raise mqtt.outbox_max to buffer more)",
+                    "MQTT outbox full (%d events or %s bytes): dropping the oldest until the "
+                    "broker is reachable again (raise mqtt.outbox_max / outbox_max_bytes to "
+                    "buffer more)",
                     self._s.outbox_max,
+                    self._s.outbox_max_bytes or "unlimited",
                 )
                 self._overflowing = True
         self._update_depth()
+
+    def _restore(self, store: OutboxStore) -> None:
+        """Read back what the last run left (start-up thread, before the thread runs)."""
+        self._seq.update(store.last_seqs())
+        restored = dropped = 0
+        for ev in store.pending():
+            _, lost = self._outbox.add(
+                ev.camera, ev.seq, ev.topic, ev.payload, ev.qos, ev.created, ev.id
+            )
+            restored += 1
+            if lost:
+                self._forget(lost)
+                dropped += len(lost)
+            self._seq[ev.camera] = max(self._seq.get(ev.camera, 0), ev.seq)
+        self._count("events_restored", restored)
+        if dropped:
+            self._count("events_dropped", dropped)
+        self._commit()
+        self._update_depth()
+        if restored:
+            log.info(
+                "restored %d undelivered event(s) from %s%s",
+                restored,
+                store.directory,
+                f" ({dropped} dropped: over the outbox bounds)" if dropped else "",
+            )
+
+    def _forget(self, entries: list[Outgoing]) -> None:
+        """Dropped or delivered events: delete their rows at the next commit."""
+        self._unsaved_removals.extend(e.row for e in entries if e.row is not None)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 1.0  # the age bound is days; once a second is plenty
+        expired = self._outbox.expire(time.time())
+        if expired:
+            self._forget(expired)
+            self._count("events_expired", len(expired))
+            self._count("events_dropped", len(expired))
+            log.warning(
+                "dropped %d undelivered event(s) older than mqtt.outbox_max_age_s (%g s)",
+                len(expired),
+                self._s.outbox_max_age_s,
+            )
+            self._update_depth()
+
+    def _commit(self) -> None:
+        store = self._store
+        if store is None:
+            return
+        if self._unsaved_removals:
+            store.remove(self._unsaved_removals)
+            self._unsaved_removals = []
+        if not store.commit():
+            # Rolled back: those rows do not exist; never delete another event's row.
+            for entry in self._uncommitted:
+                entry.row = None
+        self._uncommitted = []
 
     def _update_depth(self) -> None:
         with self._lock:
@@ -429,6 +538,7 @@ class MqttPublisher:
                 break
             if entry.qos == 0:
                 self._outbox.delivered(entry)  # no acknowledgement exists for QoS 0
+                self._forget([entry])
                 delivered += 1
             else:
                 self._outbox.sent(entry, info.mid, time.monotonic())
@@ -680,6 +790,7 @@ class MqttPublisher:
         entry = self._outbox.acked(mid)
         if entry is None:
             return  # availability/state/raw message, or an event already dropped
+        self._forget([entry])
         if reason_code.is_failure:  # MQTT 5 only; the broker will never accept it
             self._count("publish_failures")
             self._count("events_dropped")

@@ -12,14 +12,20 @@ Event payload (``<prefix>/<camera>/events``)::
                 "sad": 0.02, "surprise": 0.01, "neutral": 0.04},
      "bbox": {"x": 0.41, "y": 0.22, "w": 0.12, "h": 0.18},
      "ts": 1718000000.123, "seq": 17,
+     "instance_id": "6f1c...e2", "boot": 4,
      "alert": "angry_for_10s", "duration_s": 10.4}
+
+``instance_id`` (made once per state directory) and ``boot`` (raised at every start)
+say which daemon run produced the event: ``seq`` continues across restarts, so
+consumers de-duplicate on ``(instance_id, camera, seq)``, and track ids start again at
+every boot, so a track is ``(instance_id, boot, camera, track_id)``.
 
 ``bbox`` is an object (not a 4-list) so consumers such as Home Assistant templates can
 write ``value_json.bbox.x``; values are normalised to the frame size and clamped to 0..1.
 ``seq`` counts per camera from 1 in submission order; a gap means events were dropped
-(outbox overflow) and a repeated seq means a redelivery (QoS 1 is at-least-once), so
-consumers should de-duplicate on ``(camera, seq)``. Keys from ``Event.extra`` are added
-at the top level (``alert``, ``duration_s``, ...); consumers must ignore unknown keys.
+(outbox overflow) and a repeated seq means a redelivery (QoS 1 is at-least-once). Keys
+from ``Event.extra`` are added at the top level (``alert``, ``duration_s``, ...);
+consumers must ignore unknown keys.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -46,7 +53,7 @@ EVENT_TYPES: tuple[str, ...] = ("start", "update", "end", "alert")
 
 _EVENT_CORE_KEYS = frozenset(
     {"schema_version", "type", "camera", "track_id", "emotion", "confidence", "scores", "bbox"}
-    | {"ts", "seq"}
+    | {"ts", "seq", "instance_id", "boot"}
 )
 _SCHEMA_FILES = {
     "event": "events.schema.json",
@@ -88,8 +95,26 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def event_payload(event: Event, seq: int) -> dict[str, Any]:
-    """Build the event document for ``event`` with sequence number ``seq`` (>= 1).
+@dataclass(frozen=True)
+class Origin:
+    """Which daemon run produced an event: the state directory's ``instance_id`` (32 hex
+    digits) and the ``boot`` counter (>= 1) of this start."""
+
+    instance_id: str
+    boot: int
+
+    def __post_init__(self) -> None:
+        if not (
+            len(self.instance_id) == 32 and all(c in "0123456789abcdef" for c in self.instance_id)
+        ):
+            raise ValueError(f"instance_id must be 32 hex digits, got {self.instance_id!r}")
+        if self.boot < 1:
+            raise ValueError(f"boot starts at 1, got {self.boot}")
+
+
+def event_payload(event: Event, seq: int, origin: Origin) -> dict[str, Any]:
+    """Build the event document for ``event`` with sequence number ``seq`` (>= 1),
+    produced by ``origin``.
 
     Raises ValueError/TypeError for an event that would not validate (unknown type or
     emotion, scores missing a class, non-finite numbers, extra keys that collide with
@@ -129,6 +154,8 @@ def event_payload(event: Event, seq: int) -> dict[str, Any]:
         },
         "ts": round(ts, 3),
         "seq": int(seq),
+        "instance_id": origin.instance_id,
+        "boot": int(origin.boot),
     }
     clash = _EVENT_CORE_KEYS.intersection(event.extra)
     if clash:

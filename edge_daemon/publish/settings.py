@@ -48,6 +48,8 @@ class MqttSettings:
     topic_prefix: str = "edge"
     qos: int = 1
     outbox_max: int = 10_000
+    outbox_max_bytes: int | None = None  # None: no byte bound
+    outbox_max_age_s: float | None = None  # None: no age bound
     publish_images: bool = False
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0

@@ -18,7 +18,7 @@ from edge_daemon.policy.events import (
     normalise_bbox,
     shown_emotion,
 )
-from edge_daemon.publish.payloads import event_payload
+from edge_daemon.publish.payloads import Origin, event_payload
 from edge_daemon.track import IouTracker, TrackerParams
 from edge_daemon.types import Event, FaceObservation, TrackSnapshot
 
@@ -455,7 +455,7 @@ def test_long_replay_with_tracker_keeps_state_bounded() -> None:
         update = tracker.update(t, observations)
         for event in pol.update(t, WALL0 + t, FRAME, update.tracks, update.ended):
             seq += 1
-            event_payload(event, seq)  # every event is publishable
+            event_payload(event, seq, Origin("0" * 32, 1))  # every event is publishable
             if event.type == "start":
                 assert event.track_id not in started
                 started.add(event.track_id)

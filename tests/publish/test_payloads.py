@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from edge_daemon.publish import EMOTIONS, event_payload, load_schema, state_payload, stats_payload
-from edge_daemon.publish.payloads import dumps
+from edge_daemon.publish.payloads import Origin, dumps
 from edge_daemon.types import Event, StreamStatus
+
+ORIGIN = Origin("6f1c" * 8, 3)
 
 
 def make_event(**kw: object) -> Event:
@@ -52,9 +54,10 @@ def test_schema_emotions_match_labels() -> None:
 @pytest.mark.parametrize("etype", ["start", "update", "end", "alert"])
 def test_event_payload_validates(etype: str) -> None:
     extra = {"alert": "angry_long", "duration_s": 12.5} if etype == "alert" else {}
-    doc = event_payload(make_event(type=etype, extra=extra), seq=7)
+    doc = event_payload(make_event(type=etype, extra=extra), seq=7, origin=ORIGIN)
     validator("event").validate(doc)
     assert doc["seq"] == 7 and doc["schema_version"] == 1 and doc["type"] == etype
+    assert (doc["instance_id"], doc["boot"]) == (ORIGIN.instance_id, 3)
     assert doc["bbox"] == {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}
     assert list(doc["scores"]) == list(EMOTIONS)
     if etype == "alert":
@@ -72,7 +75,7 @@ def test_event_payload_converts_numpy_and_clamps_bbox() -> None:
         bbox=(np.float32(-0.01), 0.5, np.float64(1.2), 0.1),
         extra={"duration_s": np.float64(3.0), "history": np.array([1, 2])},
     )
-    doc = event_payload(ev, 1)
+    doc = event_payload(ev, 1, ORIGIN)
     validator("event").validate(doc)
     assert doc["bbox"]["x"] == 0.0 and doc["bbox"]["w"] == 1.0
     assert isinstance(doc["track_id"], int) and doc["history"] == [1, 2]
@@ -93,12 +96,12 @@ def test_event_payload_converts_numpy_and_clamps_bbox() -> None:
 )
 def test_invalid_events_raise(kw: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        event_payload(make_event(**kw), 1)
+        event_payload(make_event(**kw), 1, ORIGIN)
 
 
 def test_seq_must_start_at_one() -> None:
     with pytest.raises(ValueError, match="seq starts at 1"):
-        event_payload(make_event(), 0)
+        event_payload(make_event(), 0, ORIGIN)
 
 
 def test_state_payload_validates() -> None:
@@ -126,3 +129,14 @@ def test_stats_payload_validates() -> None:
     bad = dict(doc, schema_version=2)
     with pytest.raises(jsonschema.ValidationError):
         validator("stats").validate(bad)
+
+
+@pytest.mark.parametrize(("instance_id", "boot"), [("abc", 1), ("G" * 32, 1), ("0" * 32, 0)])
+def test_an_origin_must_be_32_hex_digits_and_boot_from_1(instance_id: str, boot: int) -> None:
+    with pytest.raises(ValueError, match=r"instance_id must be|boot starts at 1"):
+        Origin(instance_id, boot)
+
+
+def test_extra_keys_cannot_override_the_identity() -> None:
+    with pytest.raises(ValueError, match="must not override core keys"):
+        event_payload(make_event(extra={"boot": 1}), 1, ORIGIN)

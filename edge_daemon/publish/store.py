@@ -1,0 +1,291 @@
+"""The durable side of the outbox: SQLite (standard library, WAL) in the state directory.
+
+What it keeps, in ``<state dir>/outbox.db``:
+
+* every event not yet acknowledged by the broker, with its topic, payload, QoS and the
+  wall-clock time it was produced (rows in insertion order, so per-camera order
+  survives a restart);
+* the last ``seq`` of every camera, so numbering continues after a restart;
+* the daemon's identity: an ``instance_id`` made once and a ``boot`` counter raised at
+  every start, which every event carries so subscribers de-duplicate on
+  ``(instance_id, camera, seq)`` and key tracks on ``(instance_id, boot, camera,
+  track_id)``.
+
+Ownership: :meth:`OutboxStore.open` runs on the thread that starts the daemon (so a
+locked, unwritable or corrupt state directory is reported at start-up, before anything
+runs); from the publisher thread's start on, that thread is the only user of the
+connection (``check_same_thread=False`` only permits the hand-over).
+
+Durability: a write is a row in an open transaction; :meth:`commit` ends it. The
+publisher commits once per batch of commands and before it sends anything, so an event
+is committed before the broker can see it, and an acknowledgement deleted in a lost
+transaction only makes the event go out again (at-least-once, never lost). ``sync:
+full`` (the default) also survives a power cut (SQLite's ``synchronous=FULL``: fsync at
+every commit); ``normal`` survives a crash of the daemon but may lose the last commits
+on power loss, for less disk wear on SD cards.
+
+Failures never stop the daemon: a write that fails (disk full, I/O error, a file size
+limit) is counted, reported once through ``problem``, and the events stay in the
+memory outbox (delivered if the broker is reachable, lost only if the daemon also
+stops). A database that cannot be read is moved aside (``outbox.db.corrupt-<time>``)
+with an error in the log, and a fresh one starts with a new ``instance_id``, because
+``seq`` numbering starts again. A second daemon on the same directory is refused: the
+first holds an exclusive ``flock`` on ``<state dir>/lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from edge_daemon.publish.payloads import Origin
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DB_NAME = "outbox.db"
+LOCK_NAME = "lock"
+#: How long a commit may wait for SQLite's own file lock (only this process uses the
+#: file; a wait means a stuck disk, not contention).
+BUSY_TIMEOUT_S = 5.0
+
+StoreSync = Literal["full", "normal"]
+
+
+class StateDirError(Exception):
+    """The state directory cannot be used (another daemon holds it, it is not writable);
+    the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A row of the outbox as it comes back after a restart."""
+
+    id: int
+    camera: str
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int
+    created: float  # wall-clock seconds
+
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seqs (camera TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+)
+
+
+class OutboxStore:
+    """One open state directory: its lock, identity and outbox database."""
+
+    def __init__(
+        self, directory: Path, conn: sqlite3.Connection, lock: IO[bytes], origin: Origin
+    ) -> None:
+        self.directory = directory
+        self.origin = origin
+        self._conn = conn
+        self._lock = lock
+        self._dirty = False
+        self.write_failures = 0  # writes or commits that failed (disk full, I/O error)
+        self.problem: str | None = None  # the current write problem, for stats and logs
+        self.moved_aside: Path | None = None  # where an unreadable database went
+
+    # -- opening (start-up thread) ----------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: Path, sync: StoreSync = "full") -> OutboxStore:
+        """Lock ``directory`` (made if missing), open or create its database, raise the
+        boot counter. Raises :class:`StateDirError` with a fix in the message."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = open(directory / LOCK_NAME, "ab")  # noqa: SIM115 - held for the lifetime
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot use the state directory {directory}: {exc.strerror or exc}; "
+                "set state.dir to a writable directory"
+            ) from None
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise StateDirError(
+                f"the state directory {directory} is in use by another edge-daemon "
+                "(it holds the lock file): stop that one, or give this one its own state.dir"
+            ) from None
+        try:
+            conn, moved = _connect(directory / DB_NAME, sync)
+            origin = _next_boot(conn)
+        except sqlite3.Error as exc:
+            lock.close()
+            raise StateDirError(
+                f"cannot open the event store {directory / DB_NAME}: {exc}; check the "
+                "disk and the directory's permissions"
+            ) from None
+        store = cls(directory, conn, lock, origin)
+        store.moved_aside = moved
+        return store
+
+    # -- reading at start ----------------------------------------------------------
+
+    def pending(self) -> Iterator[StoredEvent]:
+        """Unacknowledged events, in the order they were produced."""
+        rows = self._conn.execute(
+            "SELECT id, camera, seq, topic, payload, qos, created FROM outbox ORDER BY id"
+        )
+        for row in rows:
+            yield StoredEvent(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6])
+
+    def last_seqs(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT camera, seq FROM seqs").fetchall())
+
+    # -- writing (publisher thread) --------------------------------------------------
+
+    def add(
+        self, camera: str, seq: int, topic: str, payload: bytes, qos: int, created: float
+    ) -> int | None:
+        """Store an event (in the open transaction); its row id, None if the write failed."""
+        try:
+            cur = self._conn.execute(
+                "INSERT INTO outbox (camera, seq, topic, payload, qos, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (camera, seq, topic, payload, qos, created),
+            )
+            self._conn.execute(
+                "INSERT INTO seqs (camera, seq) VALUES (?, ?) "
+                "ON CONFLICT(camera) DO UPDATE SET seq = excluded.seq",
+                (camera, seq),
+            )
+        except sqlite3.Error as exc:
+            self._failed("store an event", exc)
+            return None
+        self._dirty = True
+        return cur.lastrowid
+
+    def remove(self, row_ids: list[int]) -> None:
+        """Delete acknowledged or dropped events (in the open transaction)."""
+        if not row_ids:
+            return
+        try:
+            self._conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
+        except sqlite3.Error as exc:
+            self._failed("delete delivered events", exc)
+            return
+        self._dirty = True
+
+    def commit(self) -> bool:
+        """End the open transaction; False (counted, reported) when the disk refused it.
+        A refused commit is rolled back: those events stay only in memory."""
+        if not self._dirty:
+            return True
+        self._dirty = False
+        try:
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            self._failed("commit", exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+            return False
+        if self.problem is not None:
+            log.info("event store %s writable again", self.directory / DB_NAME)
+            self.problem = None
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.commit()
+            self._conn.close()
+        self._lock.close()  # releases the flock
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> None:
+        self.write_failures += 1
+        problem = f"event store {self.directory / DB_NAME}: cannot {what}: {exc}"
+        if problem != self.problem:
+            log.error(
+                "%s; events are kept in memory only until it is writable again (free disk "
+                "space under %s)",
+                problem,
+                self.directory,
+            )
+        self.problem = problem
+
+
+def _connect(path: Path, sync: StoreSync) -> tuple[sqlite3.Connection, Path | None]:
+    """Open (or create) the database; an unreadable one is moved aside first."""
+    moved = None
+    try:
+        conn = _open_checked(path, sync)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and not _looks_corrupt(exc):
+            raise
+        moved = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(path) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(moved) + suffix))
+        log.error(
+            "event store %s is unreadable (%s): moved aside to %s; starting a fresh one "
+            "with a new instance_id (events it held are not delivered, seq starts at 1)",
+            path,
+            exc,
+            moved,
+        )
+        conn = _open_checked(path, sync)
+    return conn, moved
+
+
+def _looks_corrupt(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def _open_checked(path: Path, sync: StoreSync) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level="DEFERRED"
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        (verdict,) = conn.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+        for stmt in _DDL:
+            conn.execute(stmt)
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if version is None:
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) > SCHEMA_VERSION:
+            raise sqlite3.OperationalError(
+                f"the database was written by a newer edge-daemon (schema {version[0]}, "
+                f"this one reads {SCHEMA_VERSION})"
+            )
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _next_boot(conn: sqlite3.Connection) -> Origin:
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    instance_id = meta.get("instance_id") or uuid.uuid4().hex
+    boot = int(meta.get("boot", "0")) + 1
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [("instance_id", instance_id), ("boot", str(boot))],
+    )
+    conn.commit()
+    return Origin(instance_id, boot)
