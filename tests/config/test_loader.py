@@ -61,14 +61,20 @@ def test_bundled_model_choice() -> None:
 
 
 def test_default_config_yaml_sets_schema_defaults_elsewhere() -> None:
-    """Apart from the embedded broker, the shipped file shows the defaults."""
+    """Apart from the embedded broker and the state directory, the shipped file shows
+    the defaults."""
     config = load_config(REPO / "config.yaml", env={})
     minimal = load_config_text(
         "mqtt: {embedded_broker: {enabled: true, if_port_taken: use_running}}\n"
+        "state: {dir: state}\n"
         "cameras:\n  - name: sample\n"
-        "    source: {type: sample}\n"
+        "    source: {type: sample}\n",
+        base_dir=REPO,
     )
     assert config == minimal
+    assert config.state.dir == REPO / "state"  # without systemd: beside the file
+    under_systemd = load_config(REPO / "config.yaml", env={"STATE_DIRECTORY": "/var/lib/e"})
+    assert under_systemd.state.dir == Path("/var/lib/e")
 
 
 def test_default_config_yaml_has_no_world_readable_secret_warning() -> None:

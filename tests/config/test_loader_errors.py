@@ -61,7 +61,7 @@ CASES: list[tuple[str, str, str, str]] = [
         CAM + "logging: debug # <--\n",
         "logging",
         "unknown key 'logging' (allowed: log_level, model, detector, tracker, events, mqtt, "
-        "homeassistant, metrics, live_view, cameras)",
+        "homeassistant, metrics, live_view, state, cameras)",
     ),
     (
         "unknown-key-depth2-typo",

@@ -49,6 +49,7 @@ def test_unit_is_notify_hardened_and_uses_credentials() -> None:
     # Bounds: a leak ends in a restart of this service, not the OOM killer elsewhere.
     assert d["MemoryMax"] == ["1536M"] and d["TasksMax"] == ["512"]
     assert d["LimitNOFILE"] == ["4096"]
+    assert d["StateDirectory"] == ["edge-daemon"] and d["StateDirectoryMode"] == ["0700"]
     assert d["SystemCallFilter"] == ["@system-service", "~@privileged"]
     assert d["SystemCallErrorNumber"] == ["EPERM"]
 
