@@ -181,6 +181,47 @@ def test_restarts_during_a_broker_outage_lose_no_event(
 
 
 @pytest.mark.slow
+def test_a_full_disk_is_counted_and_reported_and_events_still_flow(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any, record_property: Any
+) -> None:
+    """The daemon's files may not grow past 256 KiB (RLIMIT_FSIZE: writes fail with
+    EFBIG, as on a full disk): the event store's write-ahead log soon cannot grow, and
+    the daemon keeps running, keeps delivering from memory, and says so."""
+    col: MqttCollector = mqtt_collector(mosquitto, ["edge/door/events", "edge/stats"])
+    video = face_comes_and_goes(tmp_path / "comes_and_goes.mp4")
+    cam = {"name": "door", "source": {"type": "file", "path": str(video), "loop": True}}
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        mosquitto.port,
+        [cam],
+        tracker={"min_hits": 1, "max_missed_s": 0.5},
+        events={"min_confidence": 0.0, "establish_s": 0.1},
+        state={"dir": str(tmp_path / "state")},
+    )
+    d = Daemon(cfg, tmp_path / "daemon.log", file_size_limit=256 * 1024)
+    try:
+
+        def failing(ms: list[Any]) -> bool:
+            stats = [m.json()["mqtt"] for m in ms if m.topic == "edge/stats"]
+            return bool(stats) and stats[-1]["store_failures"] > 0
+
+        col.wait_for(failing, 120, "the store to run out of room")
+        after = max(seqs(col, "door"))
+        col.wait_for(lambda ms: max(seqs(col, "door")) >= after + 4, 60, "events after")
+        stats = [m.json()["mqtt"] for m in col.on("edge/stats")][-1]
+        assert d.proc.poll() is None
+        record_property("events_before_the_store_filled", after)
+    finally:
+        d.stop()
+    got = seqs(col, "door")
+    assert list(dict.fromkeys(got)) == list(range(1, max(got) + 1)), got
+    assert "outbox.db: cannot" in stats["store_problem"], stats
+    log = d.log()
+    assert "Traceback" not in log
+    assert log.count("free disk space") == 1, log[-3000:]  # said once, with what to do
+
+
+@pytest.mark.slow
 def test_sigterm_with_four_busy_cameras(
     tmp_path: Path, mosquitto: Any, mqtt_collector: Any, record_property: Any
 ) -> None:

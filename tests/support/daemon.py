@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,18 @@ def default_config_on_free_port(path: Path) -> tuple[Path, int]:
     return path, port
 
 
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
 class Daemon:
     """``edge-daemon run -c CONFIG`` in a subprocess, output to ``log``. ``command``
-    replaces ``python -m edge_daemon`` (e.g. another venv's ``edge-daemon``)."""
+    replaces ``python -m edge_daemon`` (e.g. another venv's ``edge-daemon``);
+    ``file_size_limit`` (bytes) is the child's RLIMIT_FSIZE: a write that would make any
+    file larger fails (EFBIG), like a full disk."""
 
     def __init__(
         self,
@@ -52,6 +63,7 @@ class Daemon:
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
         cwd: Path = REPO,
+        file_size_limit: int | None = None,
     ) -> None:
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -62,6 +74,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env=full_env,
+            preexec_fn=None if file_size_limit is None else _limit_file_size(file_size_limit),
         )
 
     def signal(self, sig: int) -> None:
