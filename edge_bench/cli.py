@@ -1,4 +1,4 @@
-"""Command line: ``edge-bench pipeline|report|soak|latency``.
+"""Command line: ``edge-bench pipeline|report|soak|latency|outbox``.
 
 Exit codes: 0 success, 1 a measured limit exceeded (soak growth), 2 user error (bad
 source, size, config, model or arguments). User errors print one clear message on stderr
@@ -91,8 +91,17 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from edge_bench.outbox import run
+
+    if args.events < 1 or any(b < 1 for b in args.batch):
+        print("error: --events and --batch must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from edge_bench import latency
+    from edge_bench import latency, outbox
 
     p = argparse.ArgumentParser(
         prog="edge-bench",
@@ -149,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     latency.add_arguments(lat)
     lat.set_defaults(func=cmd_latency)
+
+    ob = sub.add_parser(
+        "outbox",
+        help="what the durable event store costs per event",
+        description=outbox.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    outbox.add_arguments(ob)
+    ob.set_defaults(func=cmd_outbox)
     return p
 
 
