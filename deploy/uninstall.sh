@@ -2,7 +2,7 @@
 # Remove edge-daemon installed by deploy/install.sh. Idempotent.
 #
 #   sudo deploy/uninstall.sh           # stop + disable the service, remove venv and unit
-#   sudo deploy/uninstall.sh --purge   # also the config, credentials and the user
+#   sudo deploy/uninstall.sh --purge   # also the config, credentials, state and the user
 #   deploy/uninstall.sh --prefix DIR   # a staged install under DIR
 set -euo pipefail
 PREFIX=""
@@ -28,12 +28,15 @@ rm -f "$UNIT"
 rm -rf "$PREFIX/opt/edge-daemon"
 if [ "$PURGE" -eq 1 ]; then
   rm -rf "$PREFIX/etc/edge-daemon"
+  # The unit's StateDirectory= (undelivered events, seq, instance_id).
+  rm -rf "$PREFIX/var/lib/edge-daemon"
   if [ -z "$PREFIX" ] && id edge-daemon >/dev/null 2>&1; then
     userdel edge-daemon || true
   fi
-  echo "edge-daemon: removed, including configuration"
+  echo "edge-daemon: removed, including configuration and state"
 else
-  echo "edge-daemon: removed (configuration kept in $PREFIX/etc/edge-daemon; --purge removes it)"
+  echo "edge-daemon: removed (configuration kept in $PREFIX/etc/edge-daemon and state in" \
+    "$PREFIX/var/lib/edge-daemon; --purge removes them)"
 fi
 if [ -z "$PREFIX" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload

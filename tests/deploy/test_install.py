@@ -154,9 +154,13 @@ def test_install_upgrade_uninstall_into_a_prefix(tmp_path: Path) -> None:
     r = run("bash", REPO / "deploy" / "uninstall.sh", "--prefix", prefix)
     assert r.returncode == 0, r.stderr
     assert not venv.exists() and not unit.exists() and config.exists()
+    state = prefix / "var/lib/edge-daemon"  # what systemd's StateDirectory= would make
+    (state / "outbox.db").parent.mkdir(parents=True)
+    (state / "outbox.db").write_bytes(b"events")
     assert run("bash", REPO / "deploy" / "uninstall.sh", "--prefix", prefix).returncode == 0
+    assert (state / "outbox.db").exists()  # kept without --purge
     r = run("bash", REPO / "deploy" / "uninstall.sh", "--prefix", prefix, "--purge")
-    assert r.returncode == 0 and not config.parent.exists()
+    assert r.returncode == 0 and not config.parent.exists() and not state.exists()
 
 
 def test_install_rejects_unknown_options_and_non_root_without_prefix() -> None:
