@@ -133,6 +133,22 @@ def printable(text: str) -> str:
     )
 
 
+def state_line(topic: str, text: str) -> str:
+    """One line for a camera's retained state, e.g. ``sample state online 15.0 fps``."""
+    try:
+        st = json.loads(text)
+        camera, status = printable(str(st["camera"])), printable(str(st["status"]))
+    except (ValueError, KeyError, TypeError):
+        return f"{topic} {printable(text)}"
+    parts = [f"{camera:>12} state  {status}"]
+    if isinstance(st.get("fps"), int | float):
+        parts.append(f"{float(st['fps']):.1f} fps")
+    for key in ("error", "analysis_error"):
+        if st.get(key):
+            parts.append(f"({printable(str(st[key]))})")
+    return " ".join(parts)
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -144,6 +160,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         host, port, prefix = cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.topic_prefix
     topic = f"{prefix}/#" if args.all else f"{prefix}/+/events"
+    # Each camera's retained state arrives at once on subscribing: a newcomer sees what
+    # runs even before the next event.
+    topics = [(topic, 1)] if args.all else [(topic, 1), (f"{prefix}/+/state", 1)]
     done = threading.Event()
     count = 0
 
@@ -152,13 +171,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
             print(f"connect refused: {rc}", file=sys.stderr)
             done.set()
             return
-        c.subscribe(topic, qos=1)
-        print(f"watching {topic} on {host}:{port} (Ctrl-C to stop)", file=sys.stderr)
+        c.subscribe(topics)
+        print(
+            f"watching {', '.join(t for t, _ in topics)} on {host}:{port} (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         nonlocal count
         text = msg.payload.decode("utf-8", "replace")
         topic_text = printable(msg.topic)
+        if not args.all and not args.json and msg.topic.endswith("/state"):
+            print(state_line(topic_text, text), flush=True)
+            return  # states are context: --count counts events
         if args.json or not msg.topic.endswith("/events"):
             print(f"{topic_text} {printable(text)}", flush=True)
         else:
@@ -218,14 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-c", "--config", type=Path, default=Path("config.yaml"))
     v.set_defaults(func=cmd_validate)
 
-    w = sub.add_parser("watch", help="subscribe and print events")
+    w = sub.add_parser(
+        "watch", help="subscribe and print each camera's state, then its events as they come"
+    )
     w.add_argument("-c", "--config", type=Path, help="take broker and prefix from this config")
     w.add_argument("--host", default="127.0.0.1")
     w.add_argument("--port", type=int, default=1883)
     w.add_argument("--prefix", default="edge")
     w.add_argument("--all", action="store_true", help="all topics, not only events")
     w.add_argument("--json", action="store_true", help="print raw payloads")
-    w.add_argument("--count", type=int, default=0, help="exit after N messages")
+    w.add_argument(
+        "--count", type=int, default=0, help="exit after N events (N messages with --all)"
+    )
     w.add_argument("--timeout", type=float, default=0, help="exit after T seconds")
     w.set_defaults(func=cmd_watch)
 

@@ -39,7 +39,9 @@ def source_spec(cam: CameraConfig) -> SourceSpec:
             url=s.url, open_timeout_s=s.open_timeout_s, max_frame_side=s.max_frame_side
         )
     if s.type == "sample":
-        return SampleSpec(fps=s.fps, width=s.width, height=s.height)
+        return SampleSpec(
+            fps=s.fps, width=s.width, height=s.height, present_s=s.present_s, away_s=s.away_s
+        )
     raise ValueError(f"unknown source type {s.type}")  # unreachable: the schema is closed
 
 

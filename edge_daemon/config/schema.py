@@ -651,6 +651,16 @@ class SampleSource(StrictModel):
     fps: float = Field(15, ge=1, le=120, description="frames per second")
     width: int = Field(640, ge=64, le=3840, description="frame width")
     height: int = Field(480, ge=64, le=2160, description="frame height")
+    present_s: float = Field(
+        8, ge=1, le=3600, description="seconds the camera looks at the face before looking away"
+    )
+    away_s: float = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="seconds it then looks away (no face: the track ends, and a new one "
+        "starts when the face is back); 0 = the face is always in view",
+    )
 
 
 CameraSource = Annotated[

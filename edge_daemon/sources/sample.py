@@ -48,22 +48,35 @@ def _pan_range(size: float, crop: float, lo_face: float, hi_face: float) -> tupl
     return lo, hi
 
 
-def render_sample_frame(picture: np.ndarray, t: float, width: int, height: int) -> np.ndarray:
+#: Zoom while looking away: the crop (at most 1/AWAY_ZOOM of the picture's height) then
+#: fits below the face region, on the suit.
+AWAY_ZOOM = 1.8
+
+
+def render_sample_frame(
+    picture: np.ndarray, t: float, width: int, height: int, face: bool = True
+) -> np.ndarray:
     """The virtual camera's view at time ``t`` seconds: a crop that drifts and zooms.
 
     The crop stays inside the picture (no borders) and keeps the face in view; its
     aspect ratio is the output's, and the periods are incommensurate so the motion does
-    not visibly repeat.
+    not visibly repeat. ``face=False``: the camera looks away, at the bottom of the
+    picture (the suit), with no face in the crop.
     """
     src_h, src_w = picture.shape[:2]
     aspect = width / height
     base_h = min(float(src_h), src_w / aspect)
     zoom = 1.35 + 0.25 * math.sin(2 * math.pi * t / 13.0)  # 1.1 .. 1.6
+    if not face:
+        zoom = max(zoom, AWAY_ZOOM)
     crop_h = base_h / zoom
     crop_w = crop_h * aspect
     fx1, fy1, fx2, fy2 = FACE_REGION
     x_lo, x_hi = _pan_range(src_w, crop_w, fx1 * src_w, fx2 * src_w)
     y_lo, y_hi = _pan_range(src_h, crop_h, fy1 * src_h, fy2 * src_h)
+    if not face:
+        x_lo, x_hi = crop_w / 2, src_w - crop_w / 2
+        y_lo = y_hi = src_h - crop_h / 2
     u = 0.5 + 0.5 * math.sin(2 * math.pi * t / 7.0)
     v = 0.5 + 0.5 * math.sin(2 * math.pi * t / 9.0 + 1.0)
     cx = x_lo + u * (x_hi - x_lo)
@@ -90,7 +103,9 @@ class SampleBackend:
         self._n = 0
 
     def describe(self) -> str:
-        return f"sample {self.spec.width}x{self.spec.height} @ {self.spec.fps:g} fps"
+        s = self.spec
+        away = f", away {s.away_s:g} s every {s.present_s:g} s" if s.away_s else ""
+        return f"sample {s.width}x{s.height} @ {s.fps:g} fps{away}"
 
     def open(self, cancel: threading.Event) -> None:
         self._picture = _portrait_bgr()
@@ -101,7 +116,9 @@ class SampleBackend:
         self._pacer.wait(cancel)
         t = self._n / self.spec.fps
         self._n += 1
-        return render_sample_frame(self._picture, t, self.spec.width, self.spec.height)
+        spec = self.spec
+        face = spec.away_s == 0 or t % (spec.present_s + spec.away_s) < spec.present_s
+        return render_sample_frame(self._picture, t, spec.width, spec.height, face)
 
     def interrupt(self) -> None:
         pass  # reads never block longer than one frame interval (the cancel event ends it)

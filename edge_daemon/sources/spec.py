@@ -95,14 +95,22 @@ class MjpegSpec:
 
 @dataclass(frozen=True, slots=True)
 class SampleSpec:
-    """A synthetic camera: a public-domain portrait slowly panned and zoomed."""
+    """A synthetic camera: a public-domain portrait slowly panned and zoomed; with
+    ``away_s`` > 0 the camera looks away from the face for ``away_s`` seconds after
+    every ``present_s`` seconds on it, so tracks end and start again (a demo that keeps
+    producing events)."""
 
     fps: float = 10.0
     width: int = 640
     height: int = 480
+    present_s: float = 8.0
+    away_s: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive("sample fps", self.fps)
+        _check_positive("sample present_s", self.present_s)
+        if not (math.isfinite(self.away_s) and self.away_s >= 0):
+            raise ValueError(f"sample away_s must be a finite number >= 0, got {self.away_s!r}")
         for name in ("width", "height"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 16 <= value <= 4096:

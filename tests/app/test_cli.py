@@ -73,6 +73,23 @@ def test_watch_escapes_control_characters_a_publisher_sends(mosquitto: Any) -> N
     assert "\x1b" not in out and "raw \\x1b]0;pwned" in out
 
 
+def test_watch_prints_each_cameras_retained_state_first(mosquitto: Any) -> None:
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    state = {"schema_version": 1, "camera": "door", "status": "online", "ts": 1.0, "fps": 14.96}
+    pub.publish("edge/door/state", json.dumps(state), qos=1, retain=True).wait_for_publish(5)
+    bad = {"camera": "yard", "status": "reconnecting", "error": "timed out\x1b[2J"}
+    pub.publish("edge/yard/state", json.dumps(bad), qos=1, retain=True).wait_for_publish(5)
+    pub.loop_stop()
+    pub.disconnect()
+    out = _watch_one(mosquitto, "edge/door/events", json.dumps(EVENT))
+    lines = out.splitlines()
+    assert any("door state  online 15.0 fps" in line for line in lines[:2])
+    assert any("yard state  reconnecting (timed out\\x1b[2J)" in line for line in lines[:2])
+    assert "#7" in lines[-1] and "\x1b" not in out  # then the event; --count counts events
+
+
 def test_watch_without_broker_says_how_to_fix(tmp_path: Path) -> None:
     from tests.support.net import free_port
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -174,17 +175,27 @@ def test_crowd_video_gives_several_tracks(
 
 @pytest.mark.slow
 def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -> None:
-    """`make run`'s config: sample camera + in-process broker, subscribable by any client."""
+    """`make run`'s config: sample camera + in-process broker, subscribable by any client;
+    the demo camera keeps producing events (its face leaves and comes back: a start, an
+    end, a start again), and the live view answers on loopback."""
     path, port = default_config_on_free_port(tmp_path / "config.yaml")
+    live_port = yaml.safe_load(path.read_text())["live_view"]["port"]
     d = daemon(path)
     col = d.subscribe(port, timeout=30)
     try:
+
+        def types() -> list[str]:
+            return [m.json()["type"] for m in col.on("edge/sample/events")]
+
         col.wait_for(
-            lambda ms: any(m.topic == "edge/sample/events" for m in ms),
-            timeout=30,
-            what="an event from the sample camera",
+            lambda ms: "start" in types() and "start" in types()[types().index("start") + 1 :],
+            timeout=60,
+            what="a second track from the sample camera",
         )
+        assert "end" in types()
         assert col.on("edge/available")[0].payload == b"online"
+        with urllib.request.urlopen(f"http://127.0.0.1:{live_port}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
         assert d.stop() < STOP_LIMIT_S
     finally:
         col.close()

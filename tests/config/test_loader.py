@@ -61,14 +61,15 @@ def test_bundled_model_choice() -> None:
 
 
 def test_default_config_yaml_sets_schema_defaults_elsewhere() -> None:
-    """Apart from the embedded broker and the state directory, the shipped file shows
-    the defaults."""
+    """Apart from the embedded broker, the state directory, the live view and the demo
+    sample's looking away, the shipped file shows the defaults."""
     config = load_config(REPO / "config.yaml", env={})
     minimal = load_config_text(
         "mqtt: {embedded_broker: {enabled: true, if_port_taken: use_running}}\n"
         "state: {dir: state}\n"
+        "live_view: {enabled: true}\n"
         "cameras:\n  - name: sample\n"
-        "    source: {type: sample}\n",
+        "    source: {type: sample, away_s: 4}\n",
         base_dir=REPO,
     )
     assert config == minimal

@@ -94,10 +94,14 @@ def test_missing_tls_file_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_network_surfaces_are_off_or_local_by_default() -> None:
-    from edge_daemon.config import load_config
+    from edge_daemon.config import load_config, load_config_text
 
     cfg = load_config(REPO / "config.yaml", env={})
-    assert not cfg.metrics.enabled and not cfg.live_view.enabled
+    # The live view is on in the shipped file (so `make run` has a page to open), on
+    # loopback only; metrics are off. Both are off in the schema's defaults.
+    assert not cfg.metrics.enabled and cfg.live_view.enabled
     assert cfg.metrics.host == cfg.live_view.host == "127.0.0.1"
+    minimal = load_config_text("cameras: [{name: c, source: {type: sample}}]")
+    assert not minimal.metrics.enabled and not minimal.live_view.enabled
     assert cfg.mqtt.embedded_broker.host == "127.0.0.1"
     assert not cfg.mqtt.publish_images  # no face pictures leave the box unless enabled

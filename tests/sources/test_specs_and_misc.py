@@ -112,6 +112,42 @@ def test_sample_frames_always_show_a_face() -> None:
     assert max(centres) - min(centres) > 0.2  # and the face really moves
 
 
+def test_looking_away_shows_no_face_to_the_detector() -> None:
+    """The demo's away phase (``away_s``): no face for the daemon's detector at any time
+    or frame shape (so the track ends); the face phase still has one."""
+    from edge_daemon.detect.blazeface import DetectorParams, FaceDetector
+
+    # Below the default 0.6, but well above it: the suit has faint face-like patterns
+    # (0.36 at most at 0.3) and the demo must not turn them into tracks.
+    detector = FaceDetector(DetectorParams(min_confidence=0.45))
+    picture = _portrait_bgr()
+    for width, height in [(640, 480), (320, 240), (640, 360), (240, 320)]:
+        for t in (0.0, 1.7, 3.4, 5.1, 6.8, 8.5, 10.2, 20.0):
+            away = render_sample_frame(picture, t, width, height, face=False)
+            assert len(detector.detect(away).scores) == 0, (width, height, t)
+            there = render_sample_frame(picture, t, width, height)
+            assert len(detector.detect(there).scores) >= 1, (width, height, t)
+
+
+def test_the_sample_camera_looks_away_on_its_schedule() -> None:
+    from edge_daemon.sources.sample import SampleBackend
+
+    spec = SampleSpec(fps=100, width=160, height=120, present_s=0.05, away_s=0.03)
+    backend = SampleBackend(spec)
+    backend.open(threading.Event())
+    backend._pacer = type("NoWait", (), {"wait": lambda self, cancel: None})()  # no pacing
+    frames = [backend.read(threading.Event()) for _ in range(16)]
+    picture = _portrait_bgr()
+    expected = [
+        render_sample_frame(picture, n / 100, 160, 120, face=(n / 100) % 0.08 < 0.05)
+        for n in range(16)
+    ]
+    assert all(np.array_equal(f, e) for f, e in zip(frames, expected, strict=True))
+    assert "away 0.03 s every 0.05 s" in backend.describe()
+    with pytest.raises(ValueError, match="away_s must be"):
+        SampleSpec(away_s=-1)
+
+
 def test_worker_rejects_unknown_spec() -> None:
     with pytest.raises(TypeError, match="unknown source spec"):
         CaptureWorker(

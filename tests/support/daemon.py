@@ -34,11 +34,13 @@ def write_config(path: Path, broker_port: int, cameras: list[dict[str, Any]], **
 
 def default_config_on_free_port(path: Path) -> tuple[Path, int]:
     """``make run``'s config.yaml, written to ``path`` with its embedded broker (and the
-    daemon's connection to it) on a free port; returns (path, port)."""
+    daemon's connection to it) and its live view on free ports; returns (path, MQTT
+    port)."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     port = free_port()
     cfg["mqtt"]["embedded_broker"]["port"] = port
     cfg["mqtt"]["port"] = port
+    cfg["live_view"]["port"] = free_port()
     path.write_text(yaml.safe_dump(cfg))
     return path, port
 
