@@ -133,20 +133,21 @@ def printable(text: str) -> str:
     )
 
 
-def state_line(topic: str, text: str) -> str:
-    """One line for a camera's retained state, e.g. ``sample state online 15.0 fps``."""
+def state_line(topic: str, text: str) -> tuple[str, str]:
+    """A camera's retained state as (what changed means: status and errors, the line to
+    print, e.g. ``sample state  online 15.0 fps``)."""
     try:
         st = json.loads(text)
         camera, status = printable(str(st["camera"])), printable(str(st["status"]))
     except (ValueError, KeyError, TypeError):
-        return f"{topic} {printable(text)}"
-    parts = [f"{camera:>12} state  {status}"]
-    if isinstance(st.get("fps"), int | float):
-        parts.append(f"{float(st['fps']):.1f} fps")
-    for key in ("error", "analysis_error"):
-        if st.get(key):
-            parts.append(f"({printable(str(st[key]))})")
-    return " ".join(parts)
+        line = f"{topic} {printable(text)}"
+        return line, line
+    errors = " ".join(
+        f"({printable(str(st[key]))})" for key in ("error", "analysis_error") if st.get(key)
+    )
+    fps = f" {float(st['fps']):.1f} fps" if isinstance(st.get("fps"), int | float) else ""
+    key = f"{camera} {status} {errors}"
+    return key, f"{camera:>12} state  {status}{fps}{' ' + errors if errors else ''}"
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -165,6 +166,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     topics = [(topic, 1)] if args.all else [(topic, 1), (f"{prefix}/+/state", 1)]
     done = threading.Event()
     count = 0
+    last_state: dict[str, str] = {}
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
         if getattr(rc, "is_failure", False):
@@ -182,7 +184,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         text = msg.payload.decode("utf-8", "replace")
         topic_text = printable(msg.topic)
         if not args.all and not args.json and msg.topic.endswith("/state"):
-            print(state_line(topic_text, text), flush=True)
+            key, line = state_line(topic_text, text)
+            # The state is re-published as fps moves: a line only when status or error
+            # changes (the fps shown is the one at that moment).
+            if last_state.get(msg.topic) != key:
+                last_state[msg.topic] = key
+                print(line, flush=True)
             return  # states are context: --count counts events
         if args.json or not msg.topic.endswith("/events"):
             print(f"{topic_text} {printable(text)}", flush=True)
