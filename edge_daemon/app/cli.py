@@ -1,4 +1,4 @@
-"""Command line: ``edge-daemon run|validate-config|watch|version``.
+"""Command line: ``edge-daemon run|validate-config|watch|history|version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 user error (bad config, model, arguments).
 User errors print one clear message per problem and never a traceback.
@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_daemon import __version__
 
@@ -232,6 +232,79 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+HISTORY_CSV_COLUMNS = (
+    "time", "ts", "camera", "seq", "boot", "type", "track_id", "emotion", "confidence",
+    "alert", "duration_s",
+)  # fmt: skip
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import csv
+    from datetime import datetime
+
+    from edge_daemon.app.wiring import state_dir
+    from edge_daemon.publish.history import HistoryError, HistoryQuery, parse_time, query
+
+    directory = args.state_dir
+    if directory is None:
+        cfg = _load(args.config)
+        if cfg is None:
+            return EXIT_USAGE
+        directory = state_dir(cfg, os.environ)
+        if directory is None:
+            print(
+                f"{args.config}: no state directory (state.dir), so no history is kept; "
+                "or name one with --state-dir",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    try:
+        q = HistoryQuery(
+            camera=args.camera,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+            type=args.type,
+            limit=args.limit,
+            order="desc",  # the most recent ones, printed oldest first
+        )
+        events, truncated = query(directory, q)
+    except HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    events.reverse()
+    if args.format == "json":
+        print(json.dumps(events, indent=None))
+    elif args.format == "csv":
+        out = csv.writer(sys.stdout)
+        out.writerow([*HISTORY_CSV_COLUMNS, *(f"score_{k}" for k in _score_names(events))])
+        for e in events:
+            when = datetime.fromtimestamp(float(e["ts"])).isoformat(timespec="seconds")
+            row = [when, *(e.get(k, "") for k in HISTORY_CSV_COLUMNS[1:])]
+            row += [e.get("scores", {}).get(k, "") for k in _score_names(events)]
+            # The daemon wrote these, but a file is often printed: no raw control bytes.
+            out.writerow([printable(v) if isinstance(v, str) else v for v in row])
+    else:
+        for e in events:
+            when = datetime.fromtimestamp(float(e["ts"])).strftime("%Y-%m-%d %H:%M:%S")
+            extra = f" alert={printable(str(e['alert']))}" if "alert" in e else ""
+            print(
+                f"{when} {printable(str(e['camera'])):>12} #{e['seq']:<5} "
+                f"{printable(str(e['type'])):<6} track {e['track_id']:<4} "
+                f"{printable(str(e['emotion'])):<8} {float(e['confidence']):.2f}{extra}"
+            )
+    if truncated:
+        print(
+            f"(more than {args.limit} events matched: these are the latest; raise --limit "
+            "or narrow --since/--until)",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _score_names(events: list[dict[str, Any]]) -> list[str]:
+    return list(events[0].get("scores", {})) if events else []
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"edge-daemon {__version__}")
     return EXIT_OK
@@ -264,6 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--timeout", type=float, default=0, help="exit after T seconds")
     w.set_defaults(func=cmd_watch)
+
+    h = sub.add_parser(
+        "history",
+        help="print the events kept in the state directory (latest first matched, "
+        "printed oldest first)",
+    )
+    h.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
+        help="the daemon's config (for state.dir)",
+    )
+    h.add_argument("--state-dir", type=Path, help="read this state directory instead")
+    h.add_argument("--camera", help="only this camera")
+    h.add_argument("--since", help="epoch seconds, ISO 8601 (2026-12-01T14:00) or 30m, 2h, 7d")
+    h.add_argument("--until", help="the same forms as --since")
+    h.add_argument("--type", choices=["start", "update", "end", "alert"])
+    h.add_argument("--limit", type=int, default=100, help="at most this many (1..10000)")
+    h.add_argument("--format", choices=["text", "json", "csv"], default="text")
+    h.set_defaults(func=cmd_history)
 
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return p

@@ -173,7 +173,10 @@ class App:
                 "and seq starts again at 1"
             )
             return
-        self.store = OutboxStore.open(directory, self.cfg.state.sync)
+        st = self.cfg.state
+        self.store = OutboxStore.open(
+            directory, st.sync, st.history_days, st.history_max_mb * 1024 * 1024
+        )
         origin = self.store.origin
         log.info("state in %s: instance %s, boot %d", directory, origin.instance_id, origin.boot)
 
@@ -213,7 +216,10 @@ class App:
             svc = HttpService(
                 "live-view", lv.host, lv.port, token, allowed_hosts=tuple(lv.allowed_hosts)
             )
-            self.live_view = LiveView(svc, self._live_cameras, lv.fps, lv.max_clients)
+            history = self.store.directory if self.store is not None else None
+            if history is not None and self.cfg.state.history_days <= 0:
+                history = None
+            self.live_view = LiveView(svc, self._live_cameras, lv.fps, lv.max_clients, history)
             svc.start()
             self.http.append(svc)
             log.info(

@@ -790,6 +790,16 @@ class StateConfig(StrictModel):
             "crash of the daemon, may lose the last commits on power loss (less disk wear)"
         ),
     )
+    history_days: float = Field(
+        30,
+        ge=0,
+        le=3660,
+        description="days of event history kept in the state directory (the history API "
+        "and `edge-daemon history` read it); 0 = keep none",
+    )
+    history_max_mb: int = Field(
+        256, ge=1, le=1024 * 1024, description="size bound of the history (oldest dropped)"
+    )
 
 
 class AppConfig(StrictModel):

@@ -74,7 +74,7 @@ from edge_daemon.publish.payloads import (
     stats_payload,
 )
 from edge_daemon.publish.settings import MqttSettings, check_topic_segment
-from edge_daemon.publish.store import OutboxStore
+from edge_daemon.publish.store import PRUNE_INTERVAL_S, OutboxStore
 from edge_daemon.types import Event
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ class MqttPublisher:
         self._unsaved_removals: list[int] = []  # store rows to delete at the next commit
         self._uncommitted: list[Outgoing] = []  # stored in the open transaction
         self._next_expiry = 0.0
+        self._next_prune = 0.0
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
         self._backoff = settings.reconnect_min_s
         self._next_attempt = 0.0
@@ -317,7 +318,8 @@ class MqttPublisher:
         ``events_restored`` (undelivered events read back from the store at start),
         ``events_expired`` (dropped for ``outbox_max_age_s``, also in ``events_dropped``),
         ``store_failures``/``store_problem`` (writes the disk refused; the events stayed
-        in memory), ``durable``, ``instance_id`` and ``boot``.
+        in memory), ``history_pruned`` (history rows deleted for the retention bounds),
+        ``durable``, ``instance_id`` and ``boot``.
         """
         store = self._store
         with self._lock:
@@ -327,6 +329,7 @@ class MqttPublisher:
         out["durable"] = store is not None
         out["store_failures"] = store.write_failures if store is not None else 0
         out["store_problem"] = store.problem if store is not None else None
+        out["history_pruned"] = store.history_pruned if store is not None else 0
         out["instance_id"], out["boot"] = self.origin.instance_id, self.origin.boot
         out["connected"] = self._connected_event.is_set()
         out["queue"] = self._queue.qsize()
@@ -426,7 +429,8 @@ class MqttPublisher:
     def _add_event(self, event: Event) -> None:
         seq = self._seq.get(event.camera, 0) + 1
         try:
-            payload = dumps(event_payload(event, seq, self.origin))
+            doc = event_payload(event, seq, self.origin)
+            payload = dumps(doc)
         except (ValueError, TypeError) as exc:
             # An upstream bug; the seq is not consumed so consumers see no false gap.
             log.error("dropping invalid event from camera %r: %s", event.camera, exc)
@@ -437,7 +441,16 @@ class MqttPublisher:
         created = time.time()
         row = None
         if self._store is not None:
-            row = self._store.add(event.camera, seq, topic, payload, self._s.qos, created)
+            row = self._store.add(
+                event.camera,
+                seq,
+                topic,
+                payload,
+                self._s.qos,
+                created,
+                # The published (rounded) ts: a query by a payload's ts finds it.
+                (doc["ts"], doc["type"], doc["emotion"]),
+            )
         entry, dropped = self._outbox.add(
             event.camera, seq, topic, payload, self._s.qos, created, row
         )
@@ -492,6 +505,9 @@ class MqttPublisher:
         if now < self._next_expiry:
             return
         self._next_expiry = now + 1.0  # the age bound is days; once a second is plenty
+        if self._store is not None and now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL_S
+            self._store.prune(time.time())
         expired = self._outbox.expire(time.time())
         if expired:
             self._forget(expired)

@@ -1,10 +1,14 @@
 """The durable side of the outbox: SQLite (standard library, WAL) in the state directory.
 
-What it keeps, in ``<state dir>/outbox.db``:
+What it keeps, in ``<state dir>/events.db``:
 
 * every event not yet acknowledged by the broker, with its topic, payload, QoS and the
   wall-clock time it was produced (rows in insertion order, so per-camera order
   survives a restart);
+* the history: every event produced, delivered or not, for ``state.history_days``
+  and at most ``state.history_max_mb`` (oldest deleted first, counted), indexed by
+  camera and time, read by :mod:`edge_daemon.publish.history` (the HTTP API and
+  ``edge-daemon history``) through their own read-only connections;
 * the last ``seq`` of every camera, so numbering continues after a restart;
 * the daemon's identity: an ``instance_id`` made once and a ``boot`` counter raised at
   every start, which every event carries so subscribers de-duplicate on
@@ -27,7 +31,7 @@ on power loss, for less disk wear on SD cards.
 Failures never stop the daemon: a write that fails (disk full, I/O error, a file size
 limit) is counted, reported once through ``problem``, and the events stay in the
 memory outbox (delivered if the broker is reachable, lost only if the daemon also
-stops). A database that cannot be read is moved aside (``outbox.db.corrupt-<time>``)
+stops). A database that cannot be read is moved aside (``events.db.corrupt-<time>``)
 with an error in the log, and a fresh one starts with a new ``instance_id``, because
 ``seq`` numbering starts again. A second daemon on the same directory is refused: the
 first holds an exclusive ``flock`` on ``<state dir>/lock``.
@@ -52,7 +56,7 @@ from edge_daemon.publish.payloads import Origin
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DB_NAME = "outbox.db"
+DB_NAME = "events.db"
 LOCK_NAME = "lock"
 #: How long a commit may wait for SQLite's own file lock (only this process uses the
 #: file; a wait means a stuck disk, not contention).
@@ -85,7 +89,16 @@ _DDL = (
     " id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, seq INTEGER NOT NULL,"
     " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seqs (camera TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS history ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " boot INTEGER NOT NULL, ts REAL NOT NULL, type TEXT NOT NULL, emotion TEXT NOT NULL,"
+    " payload TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS history_camera_ts ON history (camera, ts)",
+    "CREATE INDEX IF NOT EXISTS history_ts ON history (ts)",
 )
+#: Seconds between two retention passes over the history (deletes are cheap; once a
+#: minute keeps the bound within a minute's worth of events).
+PRUNE_INTERVAL_S = 60.0
 
 
 class OutboxStore:
@@ -95,7 +108,11 @@ class OutboxStore:
         self, directory: Path, conn: sqlite3.Connection, lock: IO[bytes], origin: Origin
     ) -> None:
         self.directory = directory
+        self.path = directory / DB_NAME
         self.origin = origin
+        self.history_days = 0.0  # 0 = keep no history (set by open())
+        self.history_max_bytes = 0
+        self.history_pruned = 0  # history rows deleted for the retention bounds
         self._conn = conn
         self._lock = lock
         self._dirty = False
@@ -106,9 +123,16 @@ class OutboxStore:
     # -- opening (start-up thread) ----------------------------------------------------
 
     @classmethod
-    def open(cls, directory: Path, sync: StoreSync = "full") -> OutboxStore:
+    def open(
+        cls,
+        directory: Path,
+        sync: StoreSync = "full",
+        history_days: float = 0.0,
+        history_max_bytes: int = 256 * 1024 * 1024,
+    ) -> OutboxStore:
         """Lock ``directory`` (made if missing), open or create its database, raise the
-        boot counter. Raises :class:`StateDirError` with a fix in the message."""
+        boot counter. ``history_days`` 0 keeps no history. Raises
+        :class:`StateDirError` with a fix in the message."""
         try:
             directory.mkdir(parents=True, exist_ok=True)
             lock = open(directory / LOCK_NAME, "ab")  # noqa: SIM115 - held for the lifetime
@@ -136,6 +160,8 @@ class OutboxStore:
             ) from None
         store = cls(directory, conn, lock, origin)
         store.moved_aside = moved
+        store.history_days = history_days
+        store.history_max_bytes = history_max_bytes
         return store
 
     # -- reading at start ----------------------------------------------------------
@@ -154,9 +180,17 @@ class OutboxStore:
     # -- writing (publisher thread) --------------------------------------------------
 
     def add(
-        self, camera: str, seq: int, topic: str, payload: bytes, qos: int, created: float
+        self,
+        camera: str,
+        seq: int,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        created: float,
+        kind: tuple[float, str, str] | None = None,
     ) -> int | None:
-        """Store an event (in the open transaction); its row id, None if the write failed."""
+        """Store an event (in the open transaction); its row id, None if the write failed.
+        ``kind`` = (event ts, type, emotion) also records it in the history (when kept)."""
         try:
             cur = self._conn.execute(
                 "INSERT INTO outbox (camera, seq, topic, payload, qos, created) "
@@ -168,6 +202,12 @@ class OutboxStore:
                 "ON CONFLICT(camera) DO UPDATE SET seq = excluded.seq",
                 (camera, seq),
             )
+            if kind is not None and self.history_days > 0:
+                self._conn.execute(
+                    "INSERT INTO history (camera, seq, boot, ts, type, emotion, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (camera, seq, self.origin.boot, *kind, payload.decode()),
+                )
         except sqlite3.Error as exc:
             self._failed("store an event", exc)
             return None
@@ -185,6 +225,37 @@ class OutboxStore:
             return
         self._dirty = True
 
+    def prune(self, now: float) -> int:
+        """Apply the history's retention (age, then size: oldest first); rows deleted.
+        Part of the open transaction, like every write."""
+        if self.history_days <= 0:
+            return 0
+        deleted = 0
+        try:
+            cur = self._conn.execute(
+                "DELETE FROM history WHERE ts < ?", (now - self.history_days * 86400.0,)
+            )
+            deleted += max(cur.rowcount, 0)
+            # Payload bytes plus a row's fixed columns and index entries (about 64 bytes).
+            size, n = self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(payload)), 0) + COUNT(*) * 64, COUNT(*) FROM history"
+            ).fetchone()
+            if size > self.history_max_bytes:
+                # Down to 90 % of the bound, so the next events do not prune again at once.
+                excess = int(n * (1 - 0.9 * self.history_max_bytes / size)) + 1
+                cur = self._conn.execute(
+                    "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?)",
+                    (excess,),
+                )
+                deleted += max(cur.rowcount, 0)
+        except sqlite3.Error as exc:
+            self._failed("apply the history retention", exc)
+            return 0
+        if deleted:
+            self._dirty = True
+            self.history_pruned += deleted
+        return deleted
+
     def commit(self) -> bool:
         """End the open transaction; False (counted, reported) when the disk refused it.
         A refused commit is rolled back: those events stay only in memory."""
@@ -199,7 +270,7 @@ class OutboxStore:
                 self._conn.rollback()
             return False
         if self.problem is not None:
-            log.info("event store %s writable again", self.directory / DB_NAME)
+            log.info("event store %s writable again", self.path)
             self.problem = None
         return True
 
@@ -211,7 +282,7 @@ class OutboxStore:
 
     def _failed(self, what: str, exc: sqlite3.Error) -> None:
         self.write_failures += 1
-        problem = f"event store {self.directory / DB_NAME}: cannot {what}: {exc}"
+        problem = f"event store {self.path}: cannot {what}: {exc}"
         if problem != self.problem:
             log.error(
                 "%s; events are kept in memory only until it is writable again (free disk "

@@ -1,7 +1,9 @@
 """The live view: one page with every camera's picture, faces, fps and latest events.
 
 Routes: ``/`` (the page), ``/api/state`` (JSON the page polls), ``/stream/<camera>.mjpg``
-(multipart MJPEG at ``live_view.fps``), ``/snapshot/<camera>.jpg``. Bound to 127.0.0.1
+(multipart MJPEG at ``live_view.fps``), ``/snapshot/<camera>.jpg``, ``/api/events``
+(the event history: ``camera since until type limit order``, see
+:mod:`edge_daemon.publish.history`). Bound to 127.0.0.1
 unless configured otherwise; with ``token`` set every route needs ``?token=...`` (the
 page forwards its own token to the picture and state URLs).
 """
@@ -13,9 +15,12 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from edge_daemon import __version__
+from edge_daemon.publish.history import HistoryError, HistoryQuery
+from edge_daemon.publish.history import query as query_history
 from edge_daemon.web.http import HttpService, Request
 from edge_daemon.web.live import LiveSlot
 
@@ -35,8 +40,10 @@ class LiveView:
         cameras: Callable[[], dict[str, tuple[LiveSlot, str]]],
         fps: float,
         max_clients: int,
+        history_dir: Path | None = None,
     ) -> None:
         self.service = service
+        self._history_dir = history_dir  # the state directory; None: no history kept
         self._cameras = cameras
         self._interval = 1.0 / fps
         self._clients = threading.BoundedSemaphore(max_clients)
@@ -46,6 +53,7 @@ class LiveView:
         )
         service.route("/", self._index)
         service.route("/api/state", self._state)
+        service.route("/api/events", self._events)
         service.route_prefix("/stream/", self._stream)
         service.route_prefix("/snapshot/", self._snapshot)
 
@@ -58,6 +66,27 @@ class LiveView:
         for name, (slot, status) in sorted(self._cameras().items()):
             cams[name] = {"status": status, **slot.state()}
         req.send_json(HTTPStatus.OK, {"version": __version__, "cameras": cams})
+
+    def _events(self, req: Request) -> None:
+        if self._history_dir is None:
+            req.send_json(
+                HTTPStatus.NOT_FOUND,
+                {
+                    "error": "no event history: the daemon runs without a state directory "
+                    "(state.dir)"
+                },
+            )
+            return
+        params = {k: v[-1] for k, v in req.query.items()}
+        try:
+            q = HistoryQuery.from_params(params)
+            events, truncated = query_history(self._history_dir, q)
+        except HistoryError as exc:
+            req.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        req.send_json(
+            HTTPStatus.OK, {"events": events, "count": len(events), "truncated": truncated}
+        )
 
     def _slot(self, req: Request, prefix: str, suffix: str) -> LiveSlot | None:
         name = req.path.removeprefix(prefix)

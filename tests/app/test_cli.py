@@ -102,3 +102,69 @@ def test_watch_without_broker_says_how_to_fix(tmp_path: Path) -> None:
     )
     assert res.returncode == 1
     assert "cannot connect" in res.stderr and "Traceback" not in res.stderr
+
+
+def _history_dir(tmp_path: Path) -> Path:
+    from edge_daemon.publish.store import OutboxStore
+
+    state = tmp_path / "state"
+    store = OutboxStore.open(state, history_days=30)
+    for seq, kind in enumerate(("start", "end", "start", "alert"), start=1):
+        doc = {
+            **EVENT,
+            "seq": seq,
+            "type": kind,
+            "ts": 1_764_600_000.0 + seq,
+            "boot": 1,
+            "scores": {"happy": 0.9, "sad": 0.1},
+        }
+        if kind == "alert":
+            doc["alert"] = "smile\x1b[2J"
+        store.add(
+            "door",
+            seq,
+            "edge/door/events",
+            json.dumps(doc).encode(),
+            1,
+            doc["ts"],
+            (doc["ts"], kind, "happy"),
+        )
+    store.commit()
+    store.close()
+    return state
+
+
+def _history(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_daemon", "history", *map(str, args)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+
+
+def test_history_prints_the_latest_events_oldest_first(tmp_path: Path) -> None:
+    state = _history_dir(tmp_path)
+    r = _history("--state-dir", state, "--limit", "3")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[3] for line in lines] == ["#2", "#3", "#4"]
+    assert "alert=smile\\x1b[2J" in lines[-1] and "\x1b" not in r.stdout
+    assert "more than 3 events matched" in r.stderr
+
+    r = _history("--state-dir", state, "--type", "start", "--format", "json")
+    assert [e["seq"] for e in json.loads(r.stdout)] == [1, 3]
+    r = _history("--state-dir", state, "--format", "csv", "--since", "1764600002.5")
+    rows = r.stdout.splitlines()
+    assert rows[0].startswith("time,ts,camera,seq,boot,type") and "score_happy" in rows[0]
+    assert len(rows) == 3 and ",door,3,1,start," in rows[1]
+    assert "smile\\x1b[2J" in rows[2] and "\x1b" not in r.stdout
+
+
+def test_history_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    r = _history("--state-dir", tmp_path / "none")
+    assert r.returncode == 2 and "no event history at" in r.stderr
+    r = _history("--state-dir", _history_dir(tmp_path), "--since", "last tuesday")
+    assert r.returncode == 2 and "ISO 8601" in r.stderr and "Traceback" not in r.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cameras: [{name: c, source: {type: sample}}]\n")
+    r = _history("-c", cfg)
+    assert r.returncode == 2 and "no state directory" in r.stderr

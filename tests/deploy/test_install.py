@@ -155,10 +155,10 @@ def test_install_upgrade_uninstall_into_a_prefix(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert not venv.exists() and not unit.exists() and config.exists()
     state = prefix / "var/lib/edge-daemon"  # what systemd's StateDirectory= would make
-    (state / "outbox.db").parent.mkdir(parents=True)
-    (state / "outbox.db").write_bytes(b"events")
+    (state / "events.db").parent.mkdir(parents=True)
+    (state / "events.db").write_bytes(b"events")
     assert run("bash", REPO / "deploy" / "uninstall.sh", "--prefix", prefix).returncode == 0
-    assert (state / "outbox.db").exists()  # kept without --purge
+    assert (state / "events.db").exists()  # kept without --purge
     r = run("bash", REPO / "deploy" / "uninstall.sh", "--prefix", prefix, "--purge")
     assert r.returncode == 0 and not config.parent.exists() and not state.exists()
 

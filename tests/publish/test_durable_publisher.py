@@ -81,3 +81,25 @@ def test_restored_events_past_the_age_bound_are_dropped_and_counted(
     assert [m.payload for m in sub.messages] == [b'{"seq": 3}']
     assert stats["events_expired"] == 2 and stats["events_dropped"] == 2
     assert stats["events_restored"] == 3
+
+
+def test_the_history_holds_each_event_under_its_published_ts(
+    tmp_path: Path, mosquitto_factory: Any
+) -> None:
+    """A query by the ts a subscriber saw finds that event: the history keeps the
+    payload's rounded ts, not the unrounded one (which a query could miss by 0.5 ms)."""
+    from edge_daemon.publish.history import HistoryQuery, query
+
+    broker = mosquitto_factory(start=False)  # no broker needed: history is written at once
+    store = OutboxStore.open(tmp_path, history_days=1)
+    pub = MqttPublisher(settings_for(broker), store)
+    pub.start()
+    now = time.time()
+    for ts in (now + 0.0006, now + 1.0004):  # rounds up, rounds down
+        pub.publish_event(make_event("door", ts=ts))
+    wait_until(lambda: pub.stats()["outbox"] == 2, what="2 stored")
+    stop(pub, store)
+    events, _ = query(tmp_path, HistoryQuery(order="asc"))
+    for e in events:
+        found, _ = query(tmp_path, HistoryQuery(since=e["ts"], until=e["ts"]))
+        assert [f["seq"] for f in found] == [e["seq"]], e["ts"]

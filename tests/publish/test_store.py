@@ -106,7 +106,7 @@ import json, resource, sys
 from pathlib import Path
 from edge_daemon.publish.store import OutboxStore
 store = OutboxStore.open(Path(sys.argv[1]))
-limit = Path(sys.argv[1], "outbox.db").stat().st_size + 200_000
+limit = Path(sys.argv[1], "events.db").stat().st_size + 200_000
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # writes beyond: EFBIG
 results = []
 for seq in range(1, 60):

@@ -93,7 +93,7 @@ def test_broker_outage_of_30s_loses_no_event(
 
 def stored(state: Path) -> tuple[int, int]:
     """(events waiting in the daemon's store, highest seq stored so far), read-only."""
-    conn = sqlite3.connect(f"file:{state / 'outbox.db'}?mode=ro", uri=True, timeout=5)
+    conn = sqlite3.connect(f"file:{state / 'events.db'}?mode=ro", uri=True, timeout=5)
     try:
         pending = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         top = conn.execute("SELECT MAX(seq) FROM seqs").fetchone()[0] or 0
@@ -107,7 +107,7 @@ def wait_stored_beyond(state: Path, seq: int, timeout: float = 60.0) -> int:
     events since ``seq``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (state / "outbox.db").exists():
+        if (state / "events.db").exists():
             with contextlib.suppress(sqlite3.OperationalError):  # being created
                 top = stored(state)[1]
                 if top > seq:
@@ -215,7 +215,7 @@ def test_a_full_disk_is_counted_and_reported_and_events_still_flow(
         d.stop()
     got = seqs(col, "door")
     assert list(dict.fromkeys(got)) == list(range(1, max(got) + 1)), got
-    assert "outbox.db: cannot" in stats["store_problem"], stats
+    assert "events.db: cannot" in stats["store_problem"], stats
     log = d.log()
     assert "Traceback" not in log
     assert log.count("free disk space") == 1, log[-3000:]  # said once, with what to do

@@ -29,7 +29,7 @@ def test_a_corrupt_store_is_moved_aside_and_the_daemon_runs(
 ) -> None:
     cfg, state = config(tmp_path, mosquitto.port)
     state.mkdir()
-    (state / "outbox.db").write_bytes(b"\x00garbage, not SQLite\xff" * 500)
+    (state / "events.db").write_bytes(b"\x00garbage, not SQLite\xff" * 500)
     col: MqttCollector = mqtt_collector(mosquitto, "edge/door/events")
     d = Daemon(cfg, tmp_path / "d.log")
     try:
@@ -39,7 +39,7 @@ def test_a_corrupt_store_is_moved_aside_and_the_daemon_runs(
     assert d.proc.returncode == 0
     log = d.log()
     assert "is unreadable" in log and "moved aside" in log and "Traceback" not in log
-    (aside,) = state.glob("outbox.db.corrupt-*")
+    (aside,) = state.glob("events.db.corrupt-*")
     assert aside.read_bytes().startswith(b"\x00garbage")
     assert col.messages[0].json()["seq"] == 1 and col.messages[0].json()["boot"] == 1
 

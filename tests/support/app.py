@@ -47,14 +47,17 @@ def app_serving(
     broker_port: int,
     section: str,
     cameras: list[dict[str, Any]] | None = None,
+    sections: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Iterator[tuple[App, str]]:
     """An App whose ``section`` HTTP server (``metrics`` or ``live_view``) is enabled on a
-    free port with ``settings``: yields the app and the server's base URL."""
+    free port with ``settings`` (other config ``sections`` as given): yields the app and
+    the server's base URL."""
     port = free_port()
     data = app_config(
         broker_port,
         cameras if cameras is not None else [sample_camera("door", fps=10)],
+        **(sections or {}),
         **{section: {"enabled": True, "port": port, **settings}},
     )
     with running_app(path, data) as app:
