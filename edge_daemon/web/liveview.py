@@ -1,6 +1,8 @@
 """The live view: one page with every camera's picture, faces, fps and latest events.
 
-Routes: ``/`` (the page), ``/api/state`` (JSON the page polls), ``/stream/<camera>.mjpg``
+Routes: ``/`` (the page), ``/timeline`` (per camera, the share of time each emotion was
+dominant per minute or hour, drawn from ``/api/events``), ``/api/state`` (JSON the
+page polls), ``/stream/<camera>.mjpg``
 (multipart MJPEG at ``live_view.fps``), ``/snapshot/<camera>.jpg``, ``/api/events``
 (the event history: ``camera since until type limit order``, see
 :mod:`edge_daemon.publish.history`). Bound to 127.0.0.1
@@ -48,10 +50,11 @@ class LiveView:
         self._interval = 1.0 / fps
         self._clients = threading.BoundedSemaphore(max_clients)
         self.streams_refused = 0
-        self._page = (
-            resources.files("edge_daemon.web").joinpath("live.html").read_text(encoding="utf-8")
-        )
+        pages = resources.files("edge_daemon.web")
+        self._page = pages.joinpath("live.html").read_text(encoding="utf-8")
+        self._timeline = pages.joinpath("timeline.html").read_text(encoding="utf-8")
         service.route("/", self._index)
+        service.route("/timeline", self._timeline_page)
         service.route("/api/state", self._state)
         service.route("/api/events", self._events)
         service.route_prefix("/stream/", self._stream)
@@ -59,6 +62,10 @@ class LiveView:
 
     def _index(self, req: Request) -> None:
         page = self._page.replace("{{version}}", __version__)
+        req.send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+
+    def _timeline_page(self, req: Request) -> None:
+        page = self._timeline.replace("{{version}}", __version__)
         req.send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
 
     def _state(self, req: Request) -> None:

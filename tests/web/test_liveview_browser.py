@@ -21,7 +21,7 @@ import pytest
 
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.web.live import EMOJI
-from tests.support.app import app_serving
+from tests.support.app import app_serving, sample_camera
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -102,3 +102,58 @@ def test_page_shows_stream_faces_emoji_and_events(tmp_path: Path, mosquitto: Any
     assert EMOJI[emotion] in dom.texts["emoji"]
     assert any(" start " in e for e in dom.texts["event"])
     assert "online" in dom.texts["info status-online"][0]
+
+
+def test_timeline_draws_each_cameras_dominant_emotions_and_alerts(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """The timeline page in Chromium, from the daemon's own history: the demo camera's
+    face comes and goes, an alert rule fires; the page draws a bar per minute with
+    shares that add up to 1 and one marker per alert the API reports."""
+    cam = sample_camera("door", fps=10, present_s=3, away_s=2)
+    cam["alerts"] = [{"name": "smiling", "emotion": "happy", "min_score": 0.5,
+                      "min_duration_s": 1, "cooldown_s": 2}]  # fmt: skip
+    sections = {
+        "state": {"dir": str(tmp_path / "state")},
+        "tracker": {"min_hits": 1, "max_missed_s": 0.5},
+        "events": {"min_confidence": 0.0, "establish_s": 0.1},
+    }
+    with app_serving(
+        tmp_path / "c.yaml", mosquitto.port, "live_view", [cam], sections, token="tok"
+    ) as (_, url):
+        deadline = time.monotonic() + 60
+        events: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "/api/events?token=tok&limit=500", timeout=5) as r:
+                events = json.load(r)["events"]
+            kinds = [e["type"] for e in events]
+            if kinds.count("end") >= 2 and "alert" in kinds:
+                break
+            time.sleep(0.3)
+        dom = Dom()
+        dom.feed(dump_dom(url + "/timeline?token=tok&window=1h"))
+        with urllib.request.urlopen(url + "/api/events?token=tok&limit=500", timeout=5) as r:
+            alerts_then = [e for e in json.load(r)["events"] if e["type"] == "alert"]
+        day = Dom()
+        day.feed(dump_dom(url + "/timeline?token=tok&window=24h"))
+
+    body = next(a for t, a in dom.elements if t == "body")
+    assert body.get("data-ready") == "yes" and body.get("data-window") == "1h"
+    (section,) = [a for t, a in dom.elements if t == "section"]
+    assert section["data-camera"] == "door" and float(section["data-tracked-s"]) > 3
+    alerts_before = [e for e in events if e["type"] == "alert"]
+    assert len(alerts_before) <= int(section["data-alerts"]) <= len(alerts_then)
+    markers = [a for t, a in dom.elements if t == "path" and a.get("class") == "alert"]
+    assert len(markers) == int(section["data-alerts"]) >= 1
+    bins = [json.loads(a["data-shares"]) for t, a in dom.elements if a.get("class") == "bin"]
+    assert 1 <= len(bins) <= 2  # a minute or two of history, minute bins
+    for shares in bins:
+        assert set(shares) <= set(FER_LABELS) and abs(sum(shares.values()) - 1) < 1e-3
+    assert max(bins[-1], key=bins[-1].get) == max(
+        (e["emotion"] for e in events if e["type"] == "start"),
+        key=[e["emotion"] for e in events].count,
+    )
+    day_body = next(a for t, a in day.elements if t == "body")
+    assert day_body.get("data-ready") == "yes" and day_body.get("data-window") == "24h"
+    day_bins = [a for t, a in day.elements if a.get("class") == "bin"]
+    assert 1 <= len(day_bins) <= 2  # hour bins (two when the test spans an hour's turn)
