@@ -42,6 +42,7 @@ from edge_daemon.types import (
 log = logging.getLogger(__name__)
 
 QUEUE_WAIT_S = 0.25  # how long the pipeline blocks on its queue: bounds stop latency
+NO_BOXES = np.zeros((0, 4), np.float32)  # what a paused camera shows the live view
 STATE_INTERVAL_S = 5.0  # retained state is refreshed at least this often (fps, tracks)
 FRAME_ERROR_LOG_S = 10.0  # at most one log line per this many seconds of failing frames
 RESTART_BACKOFF_INITIAL_S = 30.0  # an analysis restart waits this long before the next...
@@ -297,6 +298,12 @@ class CameraPipeline(threading.Thread):
         self._last_error_log = 0.0
         self._backoff = RESTART_BACKOFF_INITIAL_S
         self._next_restart = 0.0
+        #: Cleared to pause analysis (runtime control, set by the app from any thread):
+        #: frames still arrive and reach the live view, nothing is detected or
+        #: classified, and open tracks end at the pause.
+        self.analysis_on = threading.Event()
+        self.analysis_on.set()
+        self._paused = False  # the pipeline thread's own view of the flag
 
     @property
     def camera(self) -> str:
@@ -309,18 +316,32 @@ class CameraPipeline(threading.Thread):
             self.ready.set()
             while not self._stop_event.is_set():
                 frame = self.queue.get(timeout=QUEUE_WAIT_S)
-                if frame is None:
+                if not self.analysis_on.is_set():
+                    self._pause(frame)
+                    frame = None  # seen, not analysed
+                elif self._paused:
+                    self._paused = False
+                    log.info("%s: analysis resumed", self.camera)
+                if frame is not None:
+                    self._process(frame)
+                elif self.analysis_on.is_set():
                     self._emit(self.analyzer.expire(time.monotonic()))
                     if self.capture.status is StreamStatus.ENDED and not self.queue.qsize():
                         self._emit(self.analyzer.flush())
-                else:
-                    self._process(frame)
                 self._maybe_publish_state()
                 self.heartbeat = time.monotonic()
             self._emit(self.analyzer.flush())
             self._maybe_publish_state(force=True)
         finally:
             self.analyzer.close()
+
+    def _pause(self, frame: Frame | None) -> None:
+        if not self._paused:
+            self._paused = True
+            self._emit(self.analyzer.flush())  # the tracks end where the analysis stops
+            log.info("%s: analysis paused", self.camera)
+        if frame is not None and self.live is not None and frame.image is not None:
+            self.live.put_frame(frame, (), NO_BOXES, self.analyzer.metrics.fps())
 
     def _process(self, frame: Frame) -> None:
         """One frame through the analyzer; a frame that fails is skipped, not fatal.
@@ -428,12 +449,19 @@ class CameraPipeline(threading.Thread):
             "analysis_error": self.analysis_error,
             "tracks": tracks,
             "dominant_emotion": dominant_emotion(tracks),
+            "analysis": "paused" if self._paused else "on",
         }
 
     def _maybe_publish_state(self, force: bool = False) -> None:
         # Cheap change key per frame; the full state (percentiles etc.) only when sent.
         tracks = tuple((t, e) for t, e, _ in self.analyzer.policy.active_tracks())
-        key = (self.capture.status, self.capture.last_error, self.analysis_error, tracks)
+        key = (
+            self.capture.status,
+            self.capture.last_error,
+            self.analysis_error,
+            tracks,
+            self._paused,
+        )
         now = time.monotonic()
         if force or key != self._last_state or now - self._last_state_t >= STATE_INTERVAL_S:
             self._last_state, self._last_state_t = key, now

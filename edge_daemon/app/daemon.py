@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -118,6 +119,9 @@ class App:
         self._watchdog_problem: tuple[str, ...] = ()
         self.watchdog_pings_withheld = 0  # main thread writes; a scrape reads a plain int
         self._ha_cameras: list[str] = []
+        # Cameras paused by command: a camera restarted by a reload stays paused.
+        self._paused_cameras: set[str] = set()
+        self.commands_unknown_camera = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -283,6 +287,7 @@ class App:
             "detector_pool_waits": pool.waits if pool is not None else 0,
             "live_streams_refused": live.streams_refused if live is not None else 0,
             "watchdog_pings_withheld": self.watchdog_pings_withheld,
+            "commands_unknown_camera": self.commands_unknown_camera,
         }
 
     def _detectors(self) -> InterpreterPool:
@@ -308,6 +313,8 @@ class App:
         pipeline = CameraPipeline(
             analyzer, queue, capture, self.publisher, stop, live, cam.analysis_failing_s
         )
+        if cam.name in self._paused_cameras:
+            pipeline.analysis_on.clear()
         pipeline.start()  # consumer first, so no frame waits for it
         capture.start()
         return CameraRuntime(cam, queue, capture, pipeline, stop, live)
@@ -338,6 +345,7 @@ class App:
         next_watchdog = now
         while not self.stop_event.wait(TICK_S):
             now = time.monotonic()
+            self._apply_commands()
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
@@ -350,6 +358,35 @@ class App:
             if now >= next_stats:
                 self.publish_stats()
                 next_stats = now + self.cfg.mqtt.stats_interval_s
+
+    def _apply_commands(self) -> None:
+        """Commands the publisher received (``mqtt.commands``), applied on this thread."""
+        if self.publisher is None:
+            return
+        while True:
+            try:
+                cmd = self.publisher.commands.get_nowait()
+            except queue.Empty:
+                return
+            rt = next((r for r in self.cameras if r.config.name == cmd.camera), None)
+            if rt is None:
+                self.commands_unknown_camera += 1
+                log.warning("MQTT command for unknown camera %r refused", cmd.camera)
+                continue
+            was = rt.pipeline.analysis_on.is_set()
+            if cmd.analysis:
+                self._paused_cameras.discard(cmd.camera)
+                rt.pipeline.analysis_on.set()
+            else:
+                self._paused_cameras.add(cmd.camera)
+                rt.pipeline.analysis_on.clear()
+            # The audit line: what changed, from where.
+            log.info(
+                "MQTT command: camera %s analysis %s (was %s)",
+                cmd.camera,
+                "on" if cmd.analysis else "off",
+                "on" if was else "off",
+            )
 
     def request_reload(self) -> None:
         """Ask the main loop to re-read the config (safe from a signal handler)."""
@@ -482,6 +519,7 @@ class App:
                 device_name=ha.device_name,
                 topic_prefix=self.cfg.mqtt.topic_prefix,
                 labels=self.model.labels,
+                commands=self.cfg.mqtt.commands,
                 cameras=[
                     DiscoveryCamera(rt.config.name, tuple(a.name for a in rt.config.alerts))
                     for rt in self.cameras

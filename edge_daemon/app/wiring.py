@@ -83,6 +83,7 @@ def mqtt_settings(
         outbox_max_bytes=m.outbox_max_bytes,
         outbox_max_age_s=m.outbox_max_age_s,
         publish_images=m.publish_images,
+        commands=m.commands,
     )
 
 

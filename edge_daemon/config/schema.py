@@ -404,6 +404,14 @@ class MqttConfig(StrictModel):
         description="events older than this are dropped undelivered (counted); null = no limit",
     )
     stats_interval_s: float = Field(30, ge=1, le=3600, description="seconds between stats messages")
+    commands: bool = Field(
+        False,
+        description=(
+            'accept commands on <topic_prefix>/<camera>/set, e.g. {"analysis": "off"} to '
+            "pause a camera's analysis (and a Home Assistant switch for it); anyone who may "
+            "publish there controls the cameras, so restrict it in the broker's ACL"
+        ),
+    )
     publish_images: bool = Field(
         False,
         description=(

@@ -49,6 +49,7 @@ DAEMON_COUNTERS = {
     "live_streams_refused": "live-view picture streams refused at live_view.max_clients",
     "watchdog_pings_withheld": "systemd watchdog pings withheld because a pipeline, capture "
     "or publisher thread was unhealthy (systemd restarts the daemon after WatchdogSec)",
+    "commands_unknown_camera": "MQTT commands refused because they named no running camera",
 }
 
 
@@ -167,6 +168,8 @@ class DaemonCollector(Collector):
                 ("events_restored", "undelivered events read back from the state store at start"),
                 ("events_expired", "events dropped undelivered for mqtt.outbox_max_age_s"),
                 ("store_failures", "event-store writes the disk refused (events kept in memory)"),
+                ("commands_received", "commands accepted on <prefix>/<camera>/set"),
+                ("commands_refused", "commands refused (malformed, unknown setting, flood)"),
                 ("messages_dropped", "non-event messages dropped while disconnected"),
             ):
                 yield CounterMetricFamily(f"edge_mqtt_{key}", doc, value=m[key])

@@ -11,7 +11,9 @@ daemon's ``<prefix>/available`` topic. Entities per camera:
 * ``sensor`` *fps*: analysed frames per second (diagnostic),
 * ``event`` *emotion events*: fires with the emotion of each ``start``/``update`` event
   and with ``alert_<rule>`` for each alert; ``end`` events render to an empty payload,
-  which Home Assistant ignores.
+  which Home Assistant ignores;
+* ``switch`` *analysis* (only with ``mqtt.commands``): pauses and resumes the camera's
+  analysis through ``<prefix>/<camera>/set``; its state is ``analysis`` in the state.
 
 A camera removed by a reload gets empty retained configs, which deletes its entities.
 """
@@ -33,6 +35,7 @@ COMPONENT_OBJECTS: tuple[tuple[str, str], ...] = (
     ("sensor", "stream"),
     ("sensor", "fps"),
     ("event", "emotion_events"),
+    ("switch", "analysis"),
 )
 
 
@@ -71,6 +74,7 @@ def discovery_messages(
     topic_prefix: str,
     labels: Sequence[str],
     cameras: Sequence[DiscoveryCamera],
+    commands: bool = False,
 ) -> list[tuple[str, bytes]]:
     """``(topic, payload)`` of every discovery config, in a stable order."""
     device = {
@@ -129,6 +133,19 @@ def discovery_messages(
                 "icon": "mdi:emoticon-excited-outline",
             },
         }
+        if commands:
+            configs[("switch", "analysis")] = {
+                "name": f"{cam.name} analysis",
+                "command_topic": f"{topic_prefix}/{cam.name}/set",
+                "payload_on": '{"analysis": "on"}',
+                "payload_off": '{"analysis": "off"}',
+                "state_topic": state_topic,
+                "value_template": "{{ 'ON' if value_json.analysis != 'paused' else 'OFF' }}",
+                "state_on": "ON",
+                "state_off": "OFF",
+                "icon": "mdi:eye-check-outline",
+                "entity_category": "config",
+            }
         for (component, obj), cfg in configs.items():
             object_id = f"{cam.name}_{obj}"
             payload = {**cfg, **base, "unique_id": f"{node_id}_{object_id}", "object_id": object_id}

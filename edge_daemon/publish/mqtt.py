@@ -64,6 +64,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_daemon.publish.commands import Command, CommandError, command_filter, parse_command
 from edge_daemon.publish.diagnostics import connack_problem, connect_problem, ssl_context
 from edge_daemon.publish.outbox import Outbox, Outgoing
 from edge_daemon.publish.payloads import (
@@ -94,6 +95,9 @@ _BATCH = 500  # commands handled between two network polls, so acks keep flowing
 #: connection is treated as broken. Generous: a loaded broker over a slow uplink answers
 #: in well under a second, and keepalive already catches a dead TCP link.
 PUBACK_TIMEOUT_S = 30.0
+#: Commands received and not yet applied by the app (it applies them every main-loop
+#: tick, so this is a flood guard, not a working depth).
+COMMANDS_MAX = 256
 
 
 def _paho_to_debug(client: mqtt.Client, userdata: Any, level: int, message: str) -> None:
@@ -142,6 +146,8 @@ class MqttPublisher:
                 "connect_failures",
                 "events_restored",
                 "events_expired",
+                "commands_received",
+                "commands_refused",
                 "snapshots_published",
                 "snapshots_refused",
                 "messages_dropped",
@@ -169,6 +175,10 @@ class MqttPublisher:
         self.origin = store.origin if store is not None else Origin(uuid.uuid4().hex, 1)
         self._unsaved_removals: list[int] = []  # store rows to delete at the next commit
         self._uncommitted: list[Outgoing] = []  # stored in the open transaction
+        #: Commands received on ``<prefix>/<camera>/set`` (``settings.commands``), for the
+        #: app to apply; bounded: a flood of commands is dropped and counted as refused.
+        self.commands: queue.Queue[Command] = queue.Queue(COMMANDS_MAX)
+        self._command_reasons: set[str] = set()  # refusal reasons already logged
         self._next_expiry = 0.0
         self._next_prune = 0.0
         self._retained: dict[str, tuple[bytes, int]] = {}  # topic -> (payload, qos)
@@ -319,7 +329,8 @@ class MqttPublisher:
         ``events_expired`` (dropped for ``outbox_max_age_s``, also in ``events_dropped``),
         ``store_failures``/``store_problem`` (writes the disk refused; the events stayed
         in memory), ``history_pruned`` (history rows deleted for the retention bounds),
-        ``durable``, ``instance_id`` and ``boot``.
+        ``durable``, ``instance_id`` and ``boot``; ``commands_received``/
+        ``commands_refused`` (``<prefix>/<camera>/set``, when ``commands`` is on).
         """
         store = self._store
         with self._lock:
@@ -595,6 +606,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _connect(self) -> None:
@@ -775,6 +787,8 @@ class MqttPublisher:
             log.info("connected to MQTT broker %s:%d", s.host, s.port)
         self._problem = None
         client.publish(s.availability_topic, "online", qos=1, retain=True)
+        if s.commands:
+            client.subscribe(command_filter(s.topic_prefix), qos=1)
         for topic, (payload, qos) in self._retained.items():
             client.publish(topic, payload, qos=qos, retain=True)
         self._connected_event.set()
@@ -814,6 +828,29 @@ class MqttPublisher:
         else:
             self._count("events_published")
         self._update_depth()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if client is not self._client or not self._s.commands:
+            return
+        try:
+            command = parse_command(self._s.topic_prefix, msg.topic, bytes(msg.payload))
+        except CommandError as exc:
+            self._refuse_command(str(exc))
+            return
+        try:
+            self.commands.put_nowait(command)
+        except queue.Full:
+            self._refuse_command(f"more than {COMMANDS_MAX} commands waiting")
+            return
+        self._count("commands_received")
+
+    def _refuse_command(self, reason: str) -> None:
+        self._count("commands_refused")
+        if reason not in self._command_reasons and len(self._command_reasons) < 64:
+            self._command_reasons.add(reason)  # bounded: a flood of variants logs 64 lines
+            log.warning("MQTT command refused: %s", reason)
+        else:
+            log.debug("MQTT command refused: %s", reason)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -51,6 +51,7 @@ class MqttSettings:
     outbox_max_bytes: int | None = None  # None: no byte bound
     outbox_max_age_s: float | None = None  # None: no age bound
     publish_images: bool = False
+    commands: bool = False  # subscribe to <prefix>/<camera>/set (runtime control)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     connect_timeout_s: float = 5.0
@@ -96,6 +97,9 @@ class MqttSettings:
 
     def state_topic(self, camera: str) -> str:
         return f"{self.topic_prefix}/{check_topic_segment(camera)}/state"
+
+    def command_topic(self, camera: str) -> str:
+        return f"{self.topic_prefix}/{camera}/set"
 
     def snapshot_topic(self, camera: str) -> str:
         return f"{self.topic_prefix}/{check_topic_segment(camera)}/snapshot"

@@ -55,7 +55,12 @@ def test_daemon_wide_counters_are_exported() -> None:
     # The detector pool's waits and the live view's refused streams were counted but
     # never exported: an operator could not see either kind of contention.
     health = Health(healthy=True, ready=True, problems=[], cameras={})
-    values = {"detector_pool_waits": 3, "live_streams_refused": 2, "watchdog_pings_withheld": 4}
+    values = {
+        "detector_pool_waits": 3,
+        "live_streams_refused": 2,
+        "watchdog_pings_withheld": 4,
+        "commands_unknown_camera": 5,
+    }
     reg = CollectorRegistry(auto_describe=False)
     reg.register(DaemonCollector(list, dict, lambda: health, lambda: values))
     got = {
@@ -67,6 +72,7 @@ def test_daemon_wide_counters_are_exported() -> None:
     assert got["edge_detector_pool_waits_total"] == 3
     assert got["edge_live_streams_refused_total"] == 2
     assert got["edge_watchdog_pings_withheld_total"] == 4
+    assert got["edge_commands_unknown_camera_total"] == 5
 
 
 def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:

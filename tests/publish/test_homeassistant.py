@@ -94,9 +94,22 @@ def test_removal_clears_every_entity_of_a_camera() -> None:
     topics = {t for t, p in removal_messages(discovery_prefix="ha", node_id="n", cameras=["door"])}
     made = {
         t.replace("homeassistant/", "ha/").replace("/box1/", "/n/")
-        for t in messages(cameras=[DiscoveryCamera("door")])
+        for t in messages(cameras=[DiscoveryCamera("door")], commands=True)
     }
-    assert topics == made
+    assert topics == made  # the switch too: it may have been published before
+
+
+def test_with_commands_each_camera_gets_an_analysis_switch() -> None:
+    assert not any("/switch/" in t for t in messages())
+    msgs = messages(commands=True)
+    switch = msgs["homeassistant/switch/box1/door_analysis/config"]
+    assert switch["command_topic"] == "edge/door/set"
+    assert json.loads(switch["payload_off"]) == {"analysis": "off"}
+    assert json.loads(switch["payload_on"]) == {"analysis": "on"}
+    assert switch["state_topic"] == "edge/door/state"
+    assert render(switch["value_template"], {"analysis": "paused"}) == switch["state_off"]
+    assert render(switch["value_template"], {"analysis": "on"}) == switch["state_on"]
+    assert render(switch["value_template"], {}) == switch["state_on"]  # older daemons
 
 
 def test_discovery_on_a_real_broker_follows_reloads(
