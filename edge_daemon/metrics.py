@@ -86,6 +86,7 @@ class PipelineMetrics:
     events_not_queued: int = 0  # publisher refused (its queue full): counted, never silent
     frame_errors: int = 0  # frames whose analysis raised: skipped, counted, logged
     analysis_restarts: int = 0  # analyzer state rebuilt after failing for failing_s
+    snapshots_skipped: int = 0  # event pictures not made (no pixels, no box, over max_bytes)
     current_faces: int = 0
     current_tracks: int = 0
     latency_ms: Window = field(default_factory=Window)  # capture -> events handed over
@@ -159,6 +160,7 @@ class PipelineMetrics:
                 "events_not_queued": self.events_not_queued,
                 "frame_errors": self.frame_errors,
                 "analysis_restarts": self.analysis_restarts,
+                "snapshots_skipped": self.snapshots_skipped,
                 "latency_ms_p50": round(p50, 2),
                 "latency_ms_p99": round(p99, 2),
                 "detect_ms_p50": round(d50, 2),

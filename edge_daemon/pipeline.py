@@ -28,6 +28,7 @@ from edge_daemon.policy.events import (
     PolicyParams,
     shown_emotion,
 )
+from edge_daemon.publish.snapshot import SnapshotOptions, snapshot_jpeg
 from edge_daemon.sources import CaptureWorker, FrameQueue
 from edge_daemon.track.tracker import IouTracker, TrackerParams
 from edge_daemon.types import (
@@ -42,6 +43,8 @@ from edge_daemon.types import (
 log = logging.getLogger(__name__)
 
 QUEUE_WAIT_S = 0.25  # how long the pipeline blocks on its queue: bounds stop latency
+#: Event types that get a picture with ``mqtt.publish_images`` (an ``end`` has no face).
+SNAPSHOT_EVENTS = ("start", "update", "alert")
 NO_BOXES = np.zeros((0, 4), np.float32)  # what a paused camera shows the live view
 STATE_INTERVAL_S = 5.0  # retained state is refreshed at least this often (fps, tracks)
 FRAME_ERROR_LOG_S = 10.0  # at most one log line per this many seconds of failing frames
@@ -51,6 +54,8 @@ RESTART_BACKOFF_MAX_S = 600.0  # ...doubling up to this while frames keep failin
 
 class EventSink(Protocol):
     def publish_event(self, event: Event) -> bool: ...
+
+    def publish_snapshot(self, camera: str, kind: str, jpeg: bytes) -> bool: ...
 
     def publish_state(self, camera: str, state: dict[str, Any]) -> bool: ...
 
@@ -273,6 +278,7 @@ class CameraPipeline(threading.Thread):
         stop: threading.Event,
         live: FrameSink | None = None,
         failing_s: float = 30.0,
+        snapshots: SnapshotOptions | None = None,
     ) -> None:
         super().__init__(name=f"pipeline-{analyzer.camera}", daemon=True)
         self.analyzer = analyzer
@@ -280,6 +286,8 @@ class CameraPipeline(threading.Thread):
         self.capture = capture
         self.sink = sink
         self.live = live
+        #: With ``mqtt.publish_images``: how start/update/alert events get their picture.
+        self.snapshots = snapshots
         self._stop_event = stop
         #: Set once the thread has opened its stages and entered its loop (readiness).
         self.ready = threading.Event()
@@ -356,7 +364,7 @@ class CameraPipeline(threading.Thread):
         without a failure.
         """
         try:
-            self._emit(self.analyzer.process(frame))
+            self._emit(self.analyzer.process(frame), frame)
             demand = self.capture.pixel_demand
             if self.analyzer.wants_every_frame != demand.is_set():
                 (demand.set if self.analyzer.wants_every_frame else demand.clear)()
@@ -422,7 +430,7 @@ class CameraPipeline(threading.Thread):
         # the next one (until then the live view blurs the whole picture).
         an.detect_every_frame = live.needs_fresh_boxes()
 
-    def _emit(self, events: Sequence[Event]) -> None:
+    def _emit(self, events: Sequence[Event], frame: Frame | None = None) -> None:
         m = self.analyzer.metrics
         if self.live is not None and events:
             self.live.add_events(events)
@@ -432,6 +440,20 @@ class CameraPipeline(threading.Thread):
             else:
                 m.events_not_queued += 1
                 log.warning("%s: publisher queue full, event %s dropped", self.camera, e.type)
+            if self.snapshots is not None and e.type in SNAPSHOT_EVENTS:
+                self._snapshot(e, frame)
+
+    def _snapshot(self, event: Event, frame: Frame | None) -> None:
+        # Events come from the frame being analysed; one without pixels (a tracking-only
+        # frame between detections) has no picture to give.
+        m = self.analyzer.metrics
+        jpeg = None
+        if frame is not None and frame.image is not None and self.snapshots is not None:
+            jpeg = snapshot_jpeg(frame.image, event.bbox, self.snapshots)
+        if jpeg is None:
+            m.snapshots_skipped += 1
+            return
+        self.sink.publish_snapshot(self.camera, event.type, jpeg)
 
     def state(self) -> dict[str, Any]:
         cap = self.capture.stats()

@@ -32,6 +32,7 @@ from edge_daemon.app.wiring import (
     live_slot,
     mqtt_settings,
     publishes_to_embedded_port,
+    snapshot_options,
     source_spec,
     state_dir,
 )
@@ -311,7 +312,14 @@ class App:
         capture = CaptureWorker(cam.name, source_spec(cam), settings, queue, stop, self._on_status)
         analyzer = CameraAnalyzer(cam, self.cfg, self.model, self._detectors())
         pipeline = CameraPipeline(
-            analyzer, queue, capture, self.publisher, stop, live, cam.analysis_failing_s
+            analyzer,
+            queue,
+            capture,
+            self.publisher,
+            stop,
+            live,
+            cam.analysis_failing_s,
+            snapshot_options(self.cfg),
         )
         if cam.name in self._paused_cameras:
             pipeline.analysis_on.clear()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge_daemon.config import AppConfig, CameraConfig
 from edge_daemon.publish import MqttSettings
+from edge_daemon.publish.snapshot import SnapshotOptions
 from edge_daemon.sources import (
     CaptureSettings,
     FileSpec,
@@ -117,3 +118,12 @@ def state_dir(cfg: AppConfig, env: Mapping[str, str]) -> Path | None:
         return cfg.state.dir
     provided = env.get("STATE_DIRECTORY", "").split(":")[0]
     return Path(provided) if provided else None
+
+
+def snapshot_options(cfg: AppConfig) -> SnapshotOptions | None:
+    """How events get their picture; None unless ``mqtt.publish_images``."""
+    m = cfg.mqtt
+    if not m.publish_images:
+        return None
+    sn = m.snapshots
+    return SnapshotOptions(sn.what, sn.max_width, sn.jpeg_quality, sn.max_bytes)

@@ -353,6 +353,25 @@ class TlsConfig(StrictModel):
         return self
 
 
+class SnapshotConfig(StrictModel):
+    """The picture published with an event when ``mqtt.publish_images`` is on."""
+
+    what: Literal["face", "frame_blur", "frame"] = Field(
+        "face",
+        description="face: the event's face, cropped; frame_blur: the whole frame, blurred "
+        "except that face; frame: the whole frame",
+    )
+    max_width: int = Field(640, ge=64, le=3840, description="pictures wider are scaled down")
+    jpeg_quality: int = Field(80, ge=30, le=95, description="JPEG quality")
+    max_bytes: int = Field(
+        262144,
+        ge=16384,
+        le=4194304,
+        description="largest JPEG published (re-encoded smaller to fit, else skipped "
+        "and counted); keep it under the broker's message size limit",
+    )
+
+
 class MqttConfig(StrictModel):
     """Where and how events are published."""
 
@@ -415,21 +434,14 @@ class MqttConfig(StrictModel):
     publish_images: bool = Field(
         False,
         description=(
-            "reserved: face pictures over MQTT are not available in this version, so "
-            "only false is accepted (the live view shows pictures locally)"
+            "publish a JPEG with every start/update/alert event, retained on "
+            "<topic_prefix>/<camera>/snapshot/<type> (what it shows: snapshots.what); "
+            "pictures of people leave the box when on"
         ),
     )
-
-    @field_validator("publish_images")
-    @classmethod
-    def _no_images_yet(cls, value: bool) -> bool:
-        # Accepting true and publishing nothing would tell the operator something false.
-        if value:
-            raise ValueError(
-                "face pictures over MQTT are not available in this version: no image "
-                "would be published; remove publish_images or set it to false"
-            )
-        return value
+    snapshots: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="the event pictures"
+    )
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:

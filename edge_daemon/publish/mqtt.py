@@ -68,6 +68,7 @@ from edge_daemon.publish.commands import Command, CommandError, command_filter, 
 from edge_daemon.publish.diagnostics import connack_problem, connect_problem, ssl_context
 from edge_daemon.publish.outbox import Outbox, Outgoing
 from edge_daemon.publish.payloads import (
+    EVENT_TYPES,
     Origin,
     dumps,
     event_payload,
@@ -300,17 +301,22 @@ class MqttPublisher:
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         return self._put("raw", (topic, data, retain, qos))
 
-    def publish_snapshot(self, camera: str, jpeg: bytes) -> bool:
-        """Publish a JPEG on ``<prefix>/<camera>/snapshot`` only if ``publish_images``.
+    def publish_snapshot(self, camera: str, kind: str, jpeg: bytes) -> bool:
+        """Publish an event's JPEG, retained, on ``<prefix>/<camera>/snapshot/<kind>``
+        (``kind`` the event type), only if ``publish_images``.
 
         Images are personal data, so this refuses (returns False, counts
-        ``snapshots_refused``) unless the operator enabled ``mqtt.publish_images``. Not
-        retained, so no face image stays on the broker.
+        ``snapshots_refused``) unless the operator enabled ``mqtt.publish_images``.
+        Retained (the latest picture per camera and kind, as Home Assistant's MQTT camera
+        expects), QoS 0, never in the event stream; the latest one per topic waits for a
+        connection and is published again on every connect.
         """
         if not self._s.publish_images:
             self._count("snapshots_refused")
             return False
-        return self._put("snapshot", (self._s.snapshot_topic(camera), bytes(jpeg)))
+        if kind not in EVENT_TYPES:
+            raise ValueError(f"snapshot kind {kind!r} is not an event type")
+        return self._put("snapshot", (self._s.snapshot_topic(camera, kind), bytes(jpeg)))
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters (safe from any thread).
@@ -431,10 +437,11 @@ class MqttPublisher:
                 self._count("messages_dropped")
         elif kind == "snapshot":
             topic, payload = item
-            if self._connected and self._send_now(topic, payload, 0, False):
+            # Like a retained raw message: the latest per topic, sent again on connect.
+            self._retained.pop(topic, None)
+            self._retained[topic] = (payload, 0)
+            if self._connected and self._send_now(topic, payload, 0, True):
                 self._count("snapshots_published")
-            else:
-                self._count("messages_dropped")
         # "wake" only interrupts the wait
 
     def _add_event(self, event: Event) -> None:

@@ -101,5 +101,5 @@ class MqttSettings:
     def command_topic(self, camera: str) -> str:
         return f"{self.topic_prefix}/{camera}/set"
 
-    def snapshot_topic(self, camera: str) -> str:
-        return f"{self.topic_prefix}/{check_topic_segment(camera)}/snapshot"
+    def snapshot_topic(self, camera: str, kind: str) -> str:
+        return f"{self.topic_prefix}/{check_topic_segment(camera)}/snapshot/{kind}"

@@ -110,3 +110,28 @@ def test_without_mqtt_commands_nothing_listens(
         app.stop_event.set()
         main_loop.join(5)
     assert json.loads(col.on("edge/door/state")[-1].payload)["analysis"] == "on"
+
+
+def test_events_carry_their_face_picture_when_publish_images_is_on(
+    tmp_path: Path, mosquitto: Any, mqtt_collector: Any
+) -> None:
+    import cv2
+    import numpy as np
+
+    col: MqttCollector = mqtt_collector(mosquitto, ["edge/door/events", "edge/door/snapshot/+"])
+    data = app_config(mosquitto.port, [sample_camera("door")], **FAST_EVENTS)
+    data["mqtt"]["publish_images"] = True
+    with running_app(tmp_path / "c.yaml", data):
+        col.wait_for(lambda ms: bool(col.on("edge/door/snapshot/start")), 60, "a start picture")
+    start = next(m.json() for m in col.on("edge/door/events") if m.json()["type"] == "start")
+    (pic,) = col.on("edge/door/snapshot/start")[:1]
+    assert pic.qos == 0
+    late: MqttCollector = mqtt_collector(mosquitto, "edge/door/snapshot/start")
+    late.wait_for(lambda ms: len(ms) >= 1, 10, "the retained picture")
+    assert late.messages[0].retain  # kept on the broker for who subscribes later
+    img = cv2.imdecode(np.frombuffer(pic.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    # The face of that event with a 25 % margin, in the 640x480 sample frame (clipped).
+    bw, bh = start["bbox"]["w"] * 640, start["bbox"]["h"] * 480
+    assert bw <= img.shape[1] <= bw * 1.5 + 2 and bh <= img.shape[0] <= bh * 1.5 + 2
+    assert not col.on("edge/door/snapshot/end")  # an end has no face to show

@@ -227,10 +227,10 @@ CASES: list[tuple[str, str, str, str]] = [
         "must not start or end with '/'",
     ),
     (
-        "publish-images-true",  # was accepted, and then no picture was ever published
-        CAM + "mqtt:\n  publish_images: true # <--\n",
-        "mqtt.publish_images",
-        "not available in this version",
+        "snapshot-kind",
+        CAM + "mqtt:\n  snapshots: {what: everything} # <--\n",
+        "mqtt.snapshots.what",
+        "must be one of: face, frame_blur, frame (got 'everything')",
     ),
     (
         "live-view-empty-token",

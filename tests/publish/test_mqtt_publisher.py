@@ -331,15 +331,29 @@ def test_tls_client_certificate(mosquitto_factory, mqtt_collector, mqtt_tls_file
 
 
 def test_snapshots_only_when_enabled(mosquitto, mqtt_collector, publisher):
-    sub = mqtt_collector(mosquitto, "edge/+/snapshot")
+    sub = mqtt_collector(mosquitto, "edge/+/snapshot/+")
     off = publisher(settings_for(mosquitto, topic_prefix="edge"))
-    assert off.publish_snapshot("cam1", b"\xff\xd8fake-jpeg") is False
+    assert off.publish_snapshot("cam1", "start", b"\xff\xd8fake-jpeg") is False
     assert off.stats()["snapshots_refused"] == 1
     on = publisher(settings_for(mosquitto, client_id="with-images", publish_images=True))
-    assert on.publish_snapshot("cam1", b"\xff\xd8fake-jpeg")
-    (msg,) = sub.wait_topic("edge/cam1/snapshot")
-    assert msg.payload == b"\xff\xd8fake-jpeg" and not msg.retain
-    assert len(sub.messages) == 1
+    assert on.publish_snapshot("cam1", "start", b"\xff\xd8first")
+    assert on.publish_snapshot("cam1", "start", b"\xff\xd8latest")
+    assert on.publish_snapshot("cam1", "alert", b"\xff\xd8alert")
+    sub.wait_for(lambda ms: len(ms) >= 3, what="three pictures")
+    assert [m.payload for m in sub.on("edge/cam1/snapshot/start")] == [
+        b"\xff\xd8first",
+        b"\xff\xd8latest",
+    ]
+    with pytest.raises(ValueError, match="not an event type"):
+        on.publish_snapshot("cam1", "selfie", b"x")
+    # Retained: a subscriber that comes later gets the latest of each kind.
+    late = mqtt_collector(mosquitto, "edge/+/snapshot/+")
+    late.wait_for(lambda ms: len(ms) >= 2, what="the retained pictures")
+    got = {m.topic: (m.payload, m.retain) for m in late.sync()}
+    assert got == {
+        "edge/cam1/snapshot/start": (b"\xff\xd8latest", True),
+        "edge/cam1/snapshot/alert": (b"\xff\xd8alert", True),
+    }
 
 
 def test_publish_raw_stats_and_absolute_topic(mosquitto, mqtt_collector, publisher):
