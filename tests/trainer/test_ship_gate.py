@@ -72,6 +72,16 @@ def test_over_the_latency_budget_does_not_install_and_every_reason_is_given() ->
     assert not v.install and "does not beat" not in v.reason
 
 
+def test_on_a_slower_machine_the_same_cost_as_the_bundled_model_passes() -> None:
+    better = _e2e(_model(0.95, 0.6), _model(0.88, 0.45))
+    # Over the absolute budget, but no slower than today's model measured beside it.
+    v = decide(better, _latency(1.12), 0.5, reference_latency=_latency(1.10))
+    assert v.install and "bundled 1.100 ms beside it" in v.reason
+    # Slower than the bundled one by more than the slack: refused, saying both.
+    v = decide(better, _latency(1.40), 0.5, reference_latency=_latency(1.10))
+    assert not v.install and "slower than the bundled model's 1.100 ms" in v.reason
+
+
 def test_reports_without_what_the_verdict_needs_are_refused_by_name() -> None:
     with pytest.raises(ShipGateError, match=r"'bundled'.*trainer\.evaluate_e2e"):
         decide({"inthewild": {"models": {"candidate": _model(0.9, 0.5)}}}, _latency(0.3), 0.5)
