@@ -16,11 +16,7 @@ import pytest
 
 from tests.fixtures.mqtt import MqttCollector
 from tests.support.app import app_config, running_app, sample_camera
-
-FAST_EVENTS = {
-    "tracker": {"min_hits": 1, "max_missed_s": 0.5},
-    "events": {"min_confidence": 0.0, "establish_s": 0.1},
-}
+from tests.support.scenes import PROMPT_EVENTS
 
 
 def send(port: int, topic: str, payload: bytes) -> None:
@@ -44,7 +40,7 @@ def test_a_camera_is_paused_and_resumed_by_command(
     col: MqttCollector = mqtt_collector(mosquitto, ["edge/door/events", "edge/door/state"])
     mqtt_cfg = {"host": "127.0.0.1", "port": mosquitto.port, "stats_interval_s": 1,
                 "commands": True}  # fmt: skip
-    data = app_config(mosquitto.port, [sample_camera("door")], **FAST_EVENTS)
+    data = app_config(mosquitto.port, [sample_camera("door")], **PROMPT_EVENTS)
     data["mqtt"] = mqtt_cfg
     with running_app(tmp_path / "c.yaml", data) as app:
         main_loop = threading.Thread(target=app.wait, daemon=True)  # applies the commands
@@ -119,7 +115,7 @@ def test_events_carry_their_face_picture_when_publish_images_is_on(
     import numpy as np
 
     col: MqttCollector = mqtt_collector(mosquitto, ["edge/door/events", "edge/door/snapshot/+"])
-    data = app_config(mosquitto.port, [sample_camera("door")], **FAST_EVENTS)
+    data = app_config(mosquitto.port, [sample_camera("door")], **PROMPT_EVENTS)
     data["mqtt"]["publish_images"] = True
     with running_app(tmp_path / "c.yaml", data):
         col.wait_for(lambda ms: bool(col.on("edge/door/snapshot/start")), 60, "a start picture")

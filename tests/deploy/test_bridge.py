@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.mqtt import MqttCollector, make_tls_files
-from tests.reliability.test_faults import face_comes_and_goes
 from tests.support.daemon import Daemon, write_config
+from tests.support.scenes import PROMPT_EVENTS, comes_and_goes_camera
 
 REPO = Path(__file__).resolve().parents[2]
 OUTAGE_S = 30.0
@@ -58,14 +58,8 @@ def test_events_cross_a_30s_uplink_outage_in_order(
         tls_ca=tls.ca_cert,
     )
     local: MqttCollector = mqtt_collector(box, "edge/door/events")
-    video = face_comes_and_goes(tmp_path / "comes_and_goes.mp4")
-    cam = {"name": "door", "source": {"type": "file", "path": str(video), "loop": True}}
     cfg = write_config(
-        tmp_path / "c.yaml",
-        box.port,
-        [cam],
-        tracker={"min_hits": 1, "max_missed_s": 0.5},
-        events={"min_confidence": 0.0, "establish_s": 0.1},
+        tmp_path / "c.yaml", box.port, [comes_and_goes_camera(tmp_path)], **PROMPT_EVENTS
     )
     d = Daemon(cfg, tmp_path / "daemon.log")
     central_topic = "fleet/box1/edge/door/events"

@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
-from skimage import data
 
 from tests.fixtures.mqtt import MqttCollector
 from tests.support.app import sample_camera
 from tests.support.daemon import Daemon, write_config
+from tests.support.scenes import PROMPT_EVENTS, comes_and_goes_camera
 
 OUTAGE_S = 30.0
 
@@ -33,17 +31,6 @@ def proc_counts(pid: int) -> tuple[int, int]:
     return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def face_comes_and_goes(path: Path) -> Path:
-    """A looping video: the sample face for 1 s, then 1.5 s of nothing (10 fps), so a
-    track starts and ends every loop: a steady stream of events."""
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
-    for i in range(25):
-        w.write(face if i < 10 else np.zeros_like(face))
-    w.release()
-    return path
-
-
 @pytest.mark.slow
 def test_broker_outage_of_30s_loses_no_event(
     tmp_path: Path, mosquitto_factory: Any, mqtt_collector: Any, record_property: Any
@@ -52,13 +39,8 @@ def test_broker_outage_of_30s_loses_no_event(
     col: MqttCollector = mqtt_collector(
         broker, ["edge/door/events", "edge/available"], client_id="durable", clean_session=False
     )
-    video = face_comes_and_goes(tmp_path / "comes_and_goes.mp4")
-    cam = {"name": "door", "source": {"type": "file", "path": str(video), "loop": True}}
-    extra = {
-        "tracker": {"min_hits": 1, "max_missed_s": 0.5},
-        "events": {"min_confidence": 0.0, "establish_s": 0.1},
-    }
-    cfg = write_config(tmp_path / "c.yaml", broker.port, [cam], **extra)
+    cam = comes_and_goes_camera(tmp_path)
+    cfg = write_config(tmp_path / "c.yaml", broker.port, [cam], **PROMPT_EVENTS)
     d = Daemon(cfg, tmp_path / "daemon.log")
     try:
         col.wait_for(lambda ms: len(seqs(col, "door")) >= 3, 90, "first events")
@@ -127,15 +109,12 @@ def test_restarts_during_a_broker_outage_lose_no_event(
     col: MqttCollector = mqtt_collector(
         broker, "edge/door/events", client_id="durable-restarts", clean_session=False
     )
-    video = face_comes_and_goes(tmp_path / "comes_and_goes.mp4")
     state = tmp_path / "state"
-    cam = {"name": "door", "source": {"type": "file", "path": str(video), "loop": True}}
     cfg = write_config(
         tmp_path / "c.yaml",
         broker.port,
-        [cam],
-        tracker={"min_hits": 1, "max_missed_s": 0.5},
-        events={"min_confidence": 0.0, "establish_s": 0.1},
+        [comes_and_goes_camera(tmp_path)],
+        **PROMPT_EVENTS,
         state={"dir": str(state)},
     )
     runs = [Daemon(cfg, tmp_path / "run1.log")]
@@ -188,14 +167,11 @@ def test_a_full_disk_is_counted_and_reported_and_events_still_flow(
     EFBIG, as on a full disk): the event store's write-ahead log soon cannot grow, and
     the daemon keeps running, keeps delivering from memory, and says so."""
     col: MqttCollector = mqtt_collector(mosquitto, ["edge/door/events", "edge/stats"])
-    video = face_comes_and_goes(tmp_path / "comes_and_goes.mp4")
-    cam = {"name": "door", "source": {"type": "file", "path": str(video), "loop": True}}
     cfg = write_config(
         tmp_path / "c.yaml",
         mosquitto.port,
-        [cam],
-        tracker={"min_hits": 1, "max_missed_s": 0.5},
-        events={"min_confidence": 0.0, "establish_s": 0.1},
+        [comes_and_goes_camera(tmp_path)],
+        **PROMPT_EVENTS,
         state={"dir": str(tmp_path / "state")},
     )
     d = Daemon(cfg, tmp_path / "daemon.log", file_size_limit=256 * 1024)

@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.app import app_serving, sample_camera
+from tests.support.scenes import PROMPT_EVENTS
 
 DEMO = sample_camera("door", fps=10, present_s=2, away_s=2)
-FAST_EVENTS = {
-    "tracker": {"min_hits": 1, "max_missed_s": 0.5},
-    "events": {"min_confidence": 0.0, "establish_s": 0.1},
-}
 
 
 def get(url: str) -> tuple[int, Any]:
@@ -33,7 +30,7 @@ def get(url: str) -> tuple[int, Any]:
 
 
 def test_the_history_is_served_filtered_and_guarded(tmp_path: Path, mosquitto: Any) -> None:
-    sections = {"state": {"dir": str(tmp_path / "state")}, **FAST_EVENTS}
+    sections = {"state": {"dir": str(tmp_path / "state")}, **PROMPT_EVENTS}
     with app_serving(
         tmp_path / "c.yaml", mosquitto.port, "live_view", [DEMO], sections, token="tok"
     ) as (_, url):

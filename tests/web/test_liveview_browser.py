@@ -22,6 +22,7 @@ import pytest
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.web.live import EMOJI
 from tests.support.app import app_serving, sample_camera
+from tests.support.scenes import PROMPT_EVENTS
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -113,11 +114,7 @@ def test_timeline_draws_each_cameras_dominant_emotions_and_alerts(
     cam = sample_camera("door", fps=10, present_s=3, away_s=2)
     cam["alerts"] = [{"name": "smiling", "emotion": "happy", "min_score": 0.5,
                       "min_duration_s": 1, "cooldown_s": 2}]  # fmt: skip
-    sections = {
-        "state": {"dir": str(tmp_path / "state")},
-        "tracker": {"min_hits": 1, "max_missed_s": 0.5},
-        "events": {"min_confidence": 0.0, "establish_s": 0.1},
-    }
+    sections = {"state": {"dir": str(tmp_path / "state")}, **PROMPT_EVENTS}
     with app_serving(
         tmp_path / "c.yaml", mosquitto.port, "live_view", [cam], sections, token="tok"
     ) as (_, url):
