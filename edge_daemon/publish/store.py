@@ -116,6 +116,7 @@ class OutboxStore:
         self._conn = conn
         self._lock = lock
         self._dirty = False
+        self._txn_failed = False  # a write in the open transaction failed
         self.write_failures = 0  # writes or commits that failed (disk full, I/O error)
         self.problem: str | None = None  # the current write problem, for stats and logs
         self.moved_aside: Path | None = None  # where an unreadable database went
@@ -257,17 +258,25 @@ class OutboxStore:
         return deleted
 
     def commit(self) -> bool:
-        """End the open transaction; False (counted, reported) when the disk refused it.
-        A refused commit is rolled back: those events stay only in memory."""
-        if not self._dirty:
+        """End the open transaction; False (counted, reported) when the disk refused it
+        or any write in it failed. Then it is rolled back as a whole (SQLite may already
+        have undone part of it): those events stay only in memory, and the caller must
+        forget their row ids, which a later insert may reuse."""
+        if not self._dirty and not self._txn_failed:
             return True
         self._dirty = False
+        if self._txn_failed:
+            self._txn_failed = False
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.rollback()
+            return False
         try:
             self._conn.commit()
         except sqlite3.Error as exc:
             self._failed("commit", exc)
             with contextlib.suppress(sqlite3.Error):
                 self._conn.rollback()
+            self._txn_failed = False  # rolled back: the next transaction starts clean
             return False
         if self.problem is not None:
             log.info("event store %s writable again", self.path)
@@ -282,6 +291,7 @@ class OutboxStore:
 
     def _failed(self, what: str, exc: sqlite3.Error) -> None:
         self.write_failures += 1
+        self._txn_failed = True
         problem = f"event store {self.path}: cannot {what}: {exc}"
         if problem != self.problem:
             log.error(

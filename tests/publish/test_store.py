@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,38 @@ def test_a_disk_that_refuses_writes_is_counted_and_reported_never_raised(
     assert "cannot" in out["problem"] and DB_NAME in out["problem"]
     assert "Traceback" not in r.stderr
     assert "free disk space" in r.stderr  # logged once, with what to do
+
+
+class _FullDiskAt:
+    """The store's connection, refusing inserts into the outbox once ``full`` is set
+    (as SQLite does on a full disk), everything else passed through."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.full = conn, False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if self.full and sql.startswith("INSERT INTO outbox"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_a_failed_write_rolls_its_whole_transaction_back(tmp_path: Path) -> None:
+    store = OutboxStore.open(tmp_path)
+    fill(store, "door", range(1, 2))  # committed
+    flaky = _FullDiskAt(store._conn)
+    store._conn = flaky  # type: ignore[assignment]
+    assert store.add("door", 2, "edge/door/events", b"{}", 1, 1e9) is not None
+    flaky.full = True
+    assert store.add("door", 3, "edge/door/events", b"{}", 1, 1e9) is None
+    assert store.commit() is False  # seq 2 is not kept either: the caller forgets its row
+    flaky.full = False
+    assert store.add("door", 4, "edge/door/events", b"{}", 1, 1e9) is not None
+    assert store.commit() is True  # and the next transaction is a normal one
+    store._conn = flaky.conn
+    store.close()
+    store = OutboxStore.open(tmp_path)
+    assert [e.seq for e in store.pending()] == [1, 4]
+    store.close()
