@@ -440,6 +440,7 @@ class CameraPipeline(threading.Thread):
             else:
                 m.events_not_queued += 1
                 log.warning("%s: publisher queue full, event %s dropped", self.camera, e.type)
+                continue  # its picture would be taken for the camera's previous event
             if self.snapshots is not None and e.type in SNAPSHOT_EVENTS:
                 self._snapshot(e, frame)
 

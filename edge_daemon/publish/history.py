@@ -127,9 +127,10 @@ def query(state_dir: Path, q: HistoryQuery) -> tuple[list[dict[str, Any]], bool]
             where.append(f"{column} {op} ?")
             args.append(value)
     sql = (
-        "SELECT payload FROM history"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY ts {q.order.upper()}, id {q.order.upper()} LIMIT ?"
+        "SELECT h.payload, s.id IS NOT NULL FROM history h LEFT JOIN snapshots s"
+        " ON s.camera = h.camera AND s.seq = h.seq"
+        + (" WHERE " + " AND ".join(f"h.{w}" for w in where) if where else "")
+        + f" ORDER BY h.ts {q.order.upper()}, h.id {q.order.upper()} LIMIT ?"
     )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
@@ -141,4 +142,28 @@ def query(state_dir: Path, q: HistoryQuery) -> tuple[list[dict[str, Any]], bool]
         raise HistoryError(f"cannot read {path}: {exc}") from None
     finally:
         conn.close()
-    return [json.loads(r[0]) for r in rows[: q.limit]], len(rows) > q.limit
+    events = []
+    for payload, has_picture in rows[: q.limit]:
+        doc = json.loads(payload)
+        if has_picture:
+            doc["picture"] = True  # its alert picture is kept: see picture()
+        events.append(doc)
+    return events, len(rows) > q.limit
+
+
+def picture(state_dir: Path, camera: str, seq: int) -> bytes | None:
+    """The JPEG kept with alert ``seq`` of ``camera``; None when there is none."""
+    path = state_dir / DB_NAME
+    if not path.is_file():
+        raise HistoryError(f"no event history at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            row = conn.execute(
+                "SELECT jpeg FROM snapshots WHERE camera = ? AND seq = ?", (camera, seq)
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot read {path}: {exc}") from None
+    return None if row is None else bytes(row[0])

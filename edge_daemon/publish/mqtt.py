@@ -316,7 +316,8 @@ class MqttPublisher:
             return False
         if kind not in EVENT_TYPES:
             raise ValueError(f"snapshot kind {kind!r} is not an event type")
-        return self._put("snapshot", (self._s.snapshot_topic(camera, kind), bytes(jpeg)))
+        topic = self._s.snapshot_topic(camera, kind)
+        return self._put("snapshot", (topic, bytes(jpeg), camera, kind))
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters (safe from any thread).
@@ -436,12 +437,16 @@ class MqttPublisher:
             elif not retain:
                 self._count("messages_dropped")
         elif kind == "snapshot":
-            topic, payload = item
+            topic, payload, camera, event_kind = item
             # Like a retained raw message: the latest per topic, sent again on connect.
             self._retained.pop(topic, None)
             self._retained[topic] = (payload, 0)
             if self._connected and self._send_now(topic, payload, 0, True):
                 self._count("snapshots_published")
+            if event_kind == "alert" and self._store is not None and camera in self._seq:
+                # The pipeline queues an event's picture right after the event, so the
+                # camera's latest seq is that event's: the alert's picture is kept with it.
+                self._store.add_snapshot(camera, self._seq[camera], time.time(), payload)
         # "wake" only interrupts the wait
 
     def _add_event(self, event: Event) -> None:

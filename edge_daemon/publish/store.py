@@ -8,7 +8,8 @@ What it keeps, in ``<state dir>/events.db``:
 * the history: every event produced, delivered or not, for ``state.history_days``
   and at most ``state.history_max_mb`` (oldest deleted first, counted), indexed by
   camera and time, read by :mod:`edge_daemon.publish.history` (the HTTP API and
-  ``edge-daemon history``) through their own read-only connections;
+  ``edge-daemon history``) through their own read-only connections; with
+  ``mqtt.publish_images``, the picture of each alert too, under the same bounds;
 * the last ``seq`` of every camera, so numbering continues after a restart;
 * the daemon's identity: an ``instance_id`` made once and a ``boot`` counter raised at
   every start, which every event carries so subscribers de-duplicate on
@@ -95,6 +96,10 @@ _DDL = (
     " payload TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS history_camera_ts ON history (camera, ts)",
     "CREATE INDEX IF NOT EXISTS history_ts ON history (ts)",
+    "CREATE TABLE IF NOT EXISTS snapshots ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " ts REAL NOT NULL, jpeg BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS snapshots_camera_seq ON snapshots (camera, seq)",
 )
 #: Seconds between two retention passes over the history (deletes are cheap; once a
 #: minute keeps the bound within a minute's worth of events).
@@ -226,22 +231,44 @@ class OutboxStore:
             return
         self._dirty = True
 
+    def add_snapshot(self, camera: str, seq: int, ts: float, jpeg: bytes) -> None:
+        """Keep an alert's picture with the history (in the open transaction)."""
+        if self.history_days <= 0:
+            return
+        try:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO snapshots (camera, seq, ts, jpeg) VALUES (?, ?, ?, ?)",
+                (camera, seq, ts, jpeg),
+            )
+        except sqlite3.Error as exc:
+            self._failed("store an alert picture", exc)
+            return
+        self._dirty = True
+
     def prune(self, now: float) -> int:
         """Apply the history's retention (age, then size: oldest first); rows deleted.
-        Part of the open transaction, like every write."""
+        Pictures go with their events. Part of the open transaction, like every write."""
         if self.history_days <= 0:
             return 0
         deleted = 0
+        orphans = (
+            "DELETE FROM snapshots WHERE NOT EXISTS (SELECT 1 FROM history h "
+            "WHERE h.camera = snapshots.camera AND h.seq = snapshots.seq)"
+        )
         try:
-            cur = self._conn.execute(
-                "DELETE FROM history WHERE ts < ?", (now - self.history_days * 86400.0,)
-            )
+            cutoff = now - self.history_days * 86400.0
+            cur = self._conn.execute("DELETE FROM history WHERE ts < ?", (cutoff,))
             deleted += max(cur.rowcount, 0)
-            # Payload bytes plus a row's fixed columns and index entries (about 64 bytes).
+            self._conn.execute(orphans)
+            # Payload bytes plus a row's fixed columns and index entries (about 64
+            # bytes), plus the pictures.
             size, n = self._conn.execute(
                 "SELECT COALESCE(SUM(LENGTH(payload)), 0) + COUNT(*) * 64, COUNT(*) FROM history"
             ).fetchone()
-            if size > self.history_max_bytes:
+            size += self._conn.execute(
+                "SELECT COALESCE(SUM(LENGTH(jpeg)), 0) FROM snapshots"
+            ).fetchone()[0]
+            if size > self.history_max_bytes and n:
                 # Down to 90 % of the bound, so the next events do not prune again at once.
                 excess = int(n * (1 - 0.9 * self.history_max_bytes / size)) + 1
                 cur = self._conn.execute(
@@ -249,6 +276,7 @@ class OutboxStore:
                     (excess,),
                 )
                 deleted += max(cur.rowcount, 0)
+                self._conn.execute(orphans)
         except sqlite3.Error as exc:
             self._failed("apply the history retention", exc)
             return 0

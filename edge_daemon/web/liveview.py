@@ -1,13 +1,13 @@
 """The live view: one page with every camera's picture, faces, fps and latest events.
 
 Routes: ``/`` (the page), ``/timeline`` (per camera, the share of time each emotion was
-dominant per minute or hour, drawn from ``/api/events``), ``/api/state`` (JSON the
-page polls), ``/stream/<camera>.mjpg``
-(multipart MJPEG at ``live_view.fps``), ``/snapshot/<camera>.jpg``, ``/api/events``
-(the event history: ``camera since until type limit order``, see
-:mod:`edge_daemon.publish.history`). Bound to 127.0.0.1
-unless configured otherwise; with ``token`` set every route needs ``?token=...`` (the
-page forwards its own token to the picture and state URLs).
+dominant per minute or hour, drawn from ``/api/events``), ``/api/state`` (JSON the page
+polls), ``/stream/<camera>.mjpg`` (multipart MJPEG at ``live_view.fps``),
+``/snapshot/<camera>.jpg``, ``/api/events`` (the event history: ``camera since until type
+limit order``, see :mod:`edge_daemon.publish.history`), ``/api/picture?camera=&seq=`` (the
+picture kept with an alert). Bound to 127.0.0.1 unless configured otherwise; with
+``token`` set every route needs ``?token=...`` (the page forwards its own token to the
+picture and state URLs).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_daemon import __version__
 from edge_daemon.publish.history import HistoryError, HistoryQuery
+from edge_daemon.publish.history import picture as history_picture
 from edge_daemon.publish.history import query as query_history
 from edge_daemon.web.http import HttpService, Request
 from edge_daemon.web.live import LiveSlot
@@ -57,6 +58,7 @@ class LiveView:
         service.route("/timeline", self._timeline_page)
         service.route("/api/state", self._state)
         service.route("/api/events", self._events)
+        service.route("/api/picture", self._picture)
         service.route_prefix("/stream/", self._stream)
         service.route_prefix("/snapshot/", self._snapshot)
 
@@ -94,6 +96,23 @@ class LiveView:
         req.send_json(
             HTTPStatus.OK, {"events": events, "count": len(events), "truncated": truncated}
         )
+
+    def _picture(self, req: Request) -> None:
+        """``/api/picture?camera=C&seq=N``: the JPEG kept with that alert."""
+        if self._history_dir is None:
+            req.send_json(HTTPStatus.NOT_FOUND, {"error": "no event history"})
+            return
+        camera = req.query.get("camera", [""])[-1]
+        try:
+            seq = int(req.query.get("seq", [""])[-1])
+            jpeg = history_picture(self._history_dir, camera, seq)
+        except ValueError:
+            req.send_json(HTTPStatus.BAD_REQUEST, {"error": "give camera=NAME&seq=NUMBER"})
+            return
+        if jpeg is None:
+            req.send_json(HTTPStatus.NOT_FOUND, {"error": f"no picture for {camera} #{seq}"})
+            return
+        req.send(HTTPStatus.OK, jpeg, "image/jpeg")
 
     def _slot(self, req: Request, prefix: str, suffix: str) -> LiveSlot | None:
         name = req.path.removeprefix(prefix)

@@ -135,3 +135,28 @@ def test_a_bad_query_is_refused_by_name(params: dict[str, str], message: str) ->
 def test_no_history_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match="no event history at"):
         query(tmp_path / "nowhere", HistoryQuery())
+
+
+def test_alert_pictures_are_kept_with_their_events_and_go_with_them(tmp_path: Path) -> None:
+    from edge_daemon.publish.history import picture
+
+    store = OutboxStore.open(tmp_path, history_days=1, history_max_bytes=30_000)
+    record(store, "door", 1, T0 - 2 * 86400, kind="alert")  # older than a day
+    store.add_snapshot("door", 1, T0 - 2 * 86400, b"\xff\xd8old")
+    record(store, "door", 2, T0, kind="alert")
+    store.add_snapshot("door", 2, T0, b"\xff\xd8new")
+    assert store.commit()
+    events, _ = query(tmp_path, HistoryQuery(order="asc"))
+    assert [(e["seq"], e.get("picture")) for e in events] == [(1, True), (2, True)]
+    assert store.prune(now=T0) == 1 and store.commit()
+    assert picture(tmp_path, "door", 1) is None  # went with its event
+    assert picture(tmp_path, "door", 2) == b"\xff\xd8new"
+    # Pictures count toward the size bound: a big one pushes old events out.
+    for seq in range(3, 8):
+        record(store, "door", seq, T0 + seq, kind="alert")
+        store.add_snapshot("door", seq, T0 + seq, b"\xff\xd8" + b"x" * 9000)
+    assert store.commit() and store.prune(now=T0 + 10) > 0 and store.commit()
+    events, _ = query(tmp_path, HistoryQuery(order="asc"))
+    assert events[-1]["seq"] == 7 and len(events) < 6
+    assert all(picture(tmp_path, "door", e["seq"]) is not None for e in events)
+    store.close()

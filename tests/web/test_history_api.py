@@ -66,3 +66,30 @@ def test_without_a_state_directory_the_api_says_why(tmp_path: Path, mosquitto: A
     with app_serving(tmp_path / "c.yaml", mosquitto.port, "live_view") as (_, url):
         status, err = get(f"{url}/api/events")
     assert status == 404 and "without a state directory" in err["error"]
+
+
+def test_an_alert_keeps_its_picture_in_the_history(tmp_path: Path, mosquitto: Any) -> None:
+    cam = {**DEMO, "alerts": [{"name": "smile", "emotion": "happy", "min_score": 0.5,
+                               "min_duration_s": 0.5, "cooldown_s": 1}]}  # fmt: skip
+    sections = {"state": {"dir": str(tmp_path / "state")}, **PROMPT_EVENTS}
+    sections["mqtt"] = {"host": "127.0.0.1", "port": mosquitto.port, "publish_images": True}
+    with app_serving(tmp_path / "c.yaml", mosquitto.port, "live_view", [cam], sections) as (
+        _,
+        url,
+    ):
+        deadline = time.monotonic() + 60
+        alerts: list[Any] = []
+        while time.monotonic() < deadline and not alerts:
+            _, body = get(f"{url}/api/events?type=alert")
+            alerts = [e for e in body["events"] if e.get("picture")]
+            time.sleep(0.3)
+        assert alerts, body
+        a = alerts[0]
+        with urllib.request.urlopen(
+            f"{url}/api/picture?camera=door&seq={a['seq']}", timeout=10
+        ) as r:
+            assert r.headers["Content-Type"] == "image/jpeg" and r.read()[:2] == b"\xff\xd8"
+        _, starts = get(f"{url}/api/events?type=start")
+        assert not any("picture" in e for e in starts["events"])  # only alerts keep one
+        assert get(f"{url}/api/picture?camera=door&seq=999999")[0] == 404
+        assert get(f"{url}/api/picture?camera=door&seq=x")[0] == 400
