@@ -528,6 +528,7 @@ class App:
                 topic_prefix=self.cfg.mqtt.topic_prefix,
                 labels=self.model.labels,
                 commands=self.cfg.mqtt.commands,
+                images=self.cfg.mqtt.publish_images,
                 cameras=[
                     DiscoveryCamera(rt.config.name, tuple(a.name for a in rt.config.alerts))
                     for rt in self.cameras

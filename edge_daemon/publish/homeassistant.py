@@ -13,7 +13,9 @@ daemon's ``<prefix>/available`` topic. Entities per camera:
   and with ``alert_<rule>`` for each alert; ``end`` events render to an empty payload,
   which Home Assistant ignores;
 * ``switch`` *analysis* (only with ``mqtt.commands``): pauses and resumes the camera's
-  analysis through ``<prefix>/<camera>/set``; its state is ``analysis`` in the state.
+  analysis through ``<prefix>/<camera>/set``; its state is ``analysis`` in the state;
+* ``image`` *last face* and *last alert* (only with ``mqtt.publish_images``): the
+  retained pictures of the latest ``start`` and ``alert`` events.
 
 A camera removed by a reload gets empty retained configs, which deletes its entities.
 """
@@ -36,6 +38,8 @@ COMPONENT_OBJECTS: tuple[tuple[str, str], ...] = (
     ("sensor", "fps"),
     ("event", "emotion_events"),
     ("switch", "analysis"),
+    ("image", "last_face"),
+    ("image", "last_alert"),
 )
 
 
@@ -75,6 +79,7 @@ def discovery_messages(
     labels: Sequence[str],
     cameras: Sequence[DiscoveryCamera],
     commands: bool = False,
+    images: bool = False,
 ) -> list[tuple[str, bytes]]:
     """``(topic, payload)`` of every discovery config, in a stable order."""
     device = {
@@ -146,6 +151,17 @@ def discovery_messages(
                 "icon": "mdi:eye-check-outline",
                 "entity_category": "config",
             }
+        if images:
+            for obj, kind, what in (
+                ("last_face", "start", "face"),
+                ("last_alert", "alert", "alert"),
+            ):
+                configs[("image", obj)] = {
+                    "name": f"{cam.name} last {what}",
+                    "image_topic": f"{topic_prefix}/{cam.name}/snapshot/{kind}",
+                    "content_type": "image/jpeg",
+                    "icon": "mdi:account-box-outline",
+                }
         for (component, obj), cfg in configs.items():
             object_id = f"{cam.name}_{obj}"
             payload = {**cfg, **base, "unique_id": f"{node_id}_{object_id}", "object_id": object_id}

@@ -94,7 +94,7 @@ def test_removal_clears_every_entity_of_a_camera() -> None:
     topics = {t for t, p in removal_messages(discovery_prefix="ha", node_id="n", cameras=["door"])}
     made = {
         t.replace("homeassistant/", "ha/").replace("/box1/", "/n/")
-        for t in messages(cameras=[DiscoveryCamera("door")], commands=True)
+        for t in messages(cameras=[DiscoveryCamera("door")], commands=True, images=True)
     }
     assert topics == made  # the switch too: it may have been published before
 
@@ -172,3 +172,14 @@ def test_discovery_on_a_real_broker_follows_reloads(
             "door_emotion_events",
         }
         assert retained
+
+
+def test_with_pictures_each_camera_gets_its_last_face_and_alert_images() -> None:
+    assert not any("/image/" in t for t in messages())
+    msgs = messages(images=True)
+    face = msgs["homeassistant/image/box1/door_last_face/config"]
+    assert face["image_topic"] == "edge/door/snapshot/start"
+    assert face["content_type"] == "image/jpeg"
+    assert msgs["homeassistant/image/box1/yard_last_alert/config"]["image_topic"] == (
+        "edge/yard/snapshot/alert"
+    )
