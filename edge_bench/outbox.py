@@ -9,14 +9,15 @@ thread's pattern, for each way of keeping them:
   with ``state.sync`` normal (survives a daemon crash) or full (fsync at every commit:
   survives a power cut).
 
-Each event is added (row written, the camera's seq updated) and later acknowledged
-(row deleted), with one commit per ``--batch`` events each way. Batch 1 is the real-time
-case (an event now and then: the publisher commits each one alone); larger batches are
-a backlog (a burst of tracks, or a broker that comes back). Reported per mode and batch:
-events per second the store sustains for add and for acknowledge, and CPU microseconds
-per event (process time: what the publisher thread spends, excluding the time it waits
-for the disk). Wall time per event depends on the disk (fsync on an SD card is slow);
-CPU per event is the cost to the other threads on a small box.
+Each event is added (outbox row and history row written, the camera's seq updated, as
+with the default ``state.history_days``) and later acknowledged (outbox row deleted),
+with one commit per ``--batch`` events each way. Batch 1 is the real-time case (an
+event now and then: the publisher commits each one alone); larger batches are a backlog
+(a burst of tracks, or a broker that comes back). Reported per mode and batch: events
+per second the store sustains for add and for acknowledge, and CPU microseconds per
+event (process time: what the publisher thread spends, excluding the time it waits for
+the disk). Wall time per event depends on the disk (fsync on an SD card is slow); CPU
+per event is the cost to the other threads on a small box.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ MODES = ("memory", "normal", "full")
 def bench(mode: str, events: int, batch: int, directory: Path) -> dict[str, Any]:
     """One mode at one batch size; a fresh store in ``directory``."""
     box = Outbox(maxlen=events + 1, window=events + 1)
-    store = None if mode == "memory" else OutboxStore.open(directory, _sync(mode))
+    # With the daemon's default history (state.history_days 30): every event is also a
+    # history row.
+    store = None if mode == "memory" else OutboxStore.open(directory, _sync(mode), 30.0)
     payload = b"x" * PAYLOAD_BYTES
     entries = []
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -46,7 +49,10 @@ def bench(mode: str, events: int, batch: int, directory: Path) -> dict[str, Any]
         for seq in range(start + 1, min(events, start + batch) + 1):
             row = None
             if store is not None:
-                row = store.add("cam", seq, "edge/cam/events", payload, 1, time.time())
+                now = time.time()
+                row = store.add(
+                    "cam", seq, "edge/cam/events", payload, 1, now, (now, "start", "happy")
+                )
             entry, _ = box.add("cam", seq, "edge/cam/events", payload, 1, time.time(), row)
             box.sent(entry, seq, 0.0)
             entries.append(entry)

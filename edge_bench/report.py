@@ -355,6 +355,8 @@ def run_report(
     from edge_bench.latency import bench as bench_classifier
 
     results["classifier"] = bench_classifier(BUNDLED_MODEL, threads=[1, 2], batches=[1, 8])
+    progress("event store")
+    results["outbox"] = bench_outbox_modes(events=5000, batches=(1, 50))
     results["targets"] = check_targets(results)
     write_report(results, out_md)
     return results
@@ -590,5 +592,46 @@ def write_report(results: dict[str, Any], out_md: Path) -> None:
             ["threads", "batch", "median_ms", "median_ms_per_face", "p90_ms_per_face"],
         ),
         "",
+        *outbox_section(results.get("outbox", [])),
     ]
     out_md.write_text("\n".join(lines))
+
+
+def bench_outbox_modes(events: int, batches: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``edge-bench outbox`` in the system temp dir: every mode at every batch size."""
+    import tempfile
+
+    from edge_bench.outbox import MODES, bench
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="edge-bench-outbox-") as tmp:
+        for batch in batches:
+            for mode in MODES:
+                out.append(bench(mode, events, batch, Path(tmp) / f"{mode}-{batch}"))
+    return out
+
+
+def outbox_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The durable event store's cost, as Markdown lines (empty without results)."""
+    if not rows:
+        return []
+    return [
+        "## Event store (durable outbox and history, `edge-bench outbox`)",
+        "",
+        "Per event, through the publisher thread's pattern: memory-only outbox against "
+        "the SQLite store (`state.sync` normal or full), one commit per event (batch 1: "
+        "the real-time case) or per 50 (a backlog).",
+        "",
+        _table(
+            rows,
+            [
+                "mode",
+                "batch",
+                "add_events_per_s",
+                "ack_events_per_s",
+                "add_cpu_us_per_event",
+                "ack_cpu_us_per_event",
+            ],
+        ),
+        "",
+    ]

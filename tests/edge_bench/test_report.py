@@ -95,3 +95,15 @@ def test_report_has_tables_plots_and_raw_numbers(tmp_path: Path) -> None:
     for png in ("throughput.png", "paced.png"):
         assert (out.parent / "perf" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out.parent / "perf" / "results.json").is_file()
+    assert "## Event store" not in text  # no store numbers, no section
+
+
+def test_the_event_store_section_reports_every_mode(tmp_path: Path) -> None:
+    from edge_bench.report import bench_outbox_modes, outbox_section
+
+    rows = bench_outbox_modes(events=60, batches=(1, 20))
+    assert [(r["mode"], r["batch"]) for r in rows] == [
+        (m, b) for b in (1, 20) for m in ("memory", "normal", "full")
+    ]
+    text = "\n".join(outbox_section(rows))
+    assert text.startswith("## Event store") and text.count("\n| full |") == 2
