@@ -395,7 +395,7 @@ class MqttPublisher:
                 else:
                     self._handle_commands(0.0)
                     self._service_network(_POLL_S)
-                self._expire()
+                self._housekeeping()
                 self._commit()
             except Exception:  # a bug, not a network error: keep publishing after a pause
                 log.exception("MQTT publisher loop error; reconnecting")
@@ -505,7 +505,6 @@ class MqttPublisher:
             if lost:
                 self._forget(lost)
                 dropped += len(lost)
-            self._seq[ev.camera] = max(self._seq.get(ev.camera, 0), ev.seq)
         self._count("events_restored", restored)
         if dropped:
             self._count("events_dropped", dropped)
@@ -523,7 +522,9 @@ class MqttPublisher:
         """Dropped or delivered events: delete their rows at the next commit."""
         self._unsaved_removals.extend(e.row for e in entries if e.row is not None)
 
-    def _expire(self) -> None:
+    def _housekeeping(self) -> None:
+        """Once a second: drop events past the age bound; once a minute: the history's
+        retention."""
         now = time.monotonic()
         if now < self._next_expiry:
             return

@@ -101,6 +101,8 @@ _DDL = (
     " ts REAL NOT NULL, jpeg BLOB NOT NULL)",
     "CREATE UNIQUE INDEX IF NOT EXISTS snapshots_camera_seq ON snapshots (camera, seq)",
 )
+#: A history row's fixed columns and index entries, roughly, for the size bound.
+ROW_OVERHEAD_BYTES = 64
 #: Seconds between two retention passes over the history (deletes are cheap; once a
 #: minute keeps the bound within a minute's worth of events).
 PRUNE_INTERVAL_S = 60.0
@@ -118,6 +120,11 @@ class OutboxStore:
         self.history_days = 0.0  # 0 = keep no history (set by open())
         self.history_max_bytes = 0
         self.history_pruned = 0  # history rows deleted for the retention bounds
+        # Size and rows of the history (payload bytes plus ROW_OVERHEAD_BYTES a row, plus
+        # the pictures), kept up to date by the writes so that the retention pass does
+        # not scan the whole table every minute; None = to be measured (at the first
+        # pass, and again after a rolled-back transaction).
+        self._history_size: tuple[int, int] | None = None
         self._conn = conn
         self._lock = lock
         self._dirty = False
@@ -214,6 +221,7 @@ class OutboxStore:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (camera, seq, self.origin.boot, *kind, payload.decode()),
                 )
+                self._grow(len(payload) + ROW_OVERHEAD_BYTES, 1)
         except sqlite3.Error as exc:
             self._failed("store an event", exc)
             return None
@@ -243,7 +251,38 @@ class OutboxStore:
         except sqlite3.Error as exc:
             self._failed("store an alert picture", exc)
             return
+        self._grow(len(jpeg), 0)
         self._dirty = True
+
+    def _grow(self, size: int, rows: int) -> None:
+        if self._history_size is not None:
+            self._history_size = (self._history_size[0] + size, self._history_size[1] + rows)
+
+    def _measured_history(self) -> tuple[int, int]:
+        size, rows = self._conn.execute(
+            "SELECT COALESCE(SUM(LENGTH(CAST(payload AS BLOB))), 0) + COUNT(*) * ?, COUNT(*) "
+            "FROM history",
+            (ROW_OVERHEAD_BYTES,),
+        ).fetchone()
+        size += self._conn.execute(
+            "SELECT COALESCE(SUM(LENGTH(jpeg)), 0) FROM snapshots"
+        ).fetchone()[0]
+        return int(size), int(rows)
+
+    def _delete_history(self, where: str, args: tuple[object, ...]) -> int:
+        """Delete history rows (and the pictures left without their event); rows deleted.
+        The tracked size shrinks by what the deletes report back."""
+        rows = self._conn.execute(
+            f"DELETE FROM history WHERE {where} RETURNING LENGTH(CAST(payload AS BLOB))", args
+        ).fetchall()
+        pictures = self._conn.execute(
+            "DELETE FROM snapshots WHERE NOT EXISTS (SELECT 1 FROM history h "
+            "WHERE h.camera = snapshots.camera AND h.seq = snapshots.seq) "
+            "RETURNING LENGTH(jpeg)"
+        ).fetchall()
+        freed = sum(r[0] + ROW_OVERHEAD_BYTES for r in rows) + sum(p[0] for p in pictures)
+        self._grow(-freed, -len(rows))
+        return len(rows)
 
     def prune(self, now: float) -> int:
         """Apply the history's retention (age, then size: oldest first); rows deleted.
@@ -251,32 +290,18 @@ class OutboxStore:
         if self.history_days <= 0:
             return 0
         deleted = 0
-        orphans = (
-            "DELETE FROM snapshots WHERE NOT EXISTS (SELECT 1 FROM history h "
-            "WHERE h.camera = snapshots.camera AND h.seq = snapshots.seq)"
-        )
         try:
+            if self._history_size is None:
+                self._history_size = self._measured_history()
             cutoff = now - self.history_days * 86400.0
-            cur = self._conn.execute("DELETE FROM history WHERE ts < ?", (cutoff,))
-            deleted += max(cur.rowcount, 0)
-            self._conn.execute(orphans)
-            # Payload bytes plus a row's fixed columns and index entries (about 64
-            # bytes), plus the pictures.
-            size, n = self._conn.execute(
-                "SELECT COALESCE(SUM(LENGTH(payload)), 0) + COUNT(*) * 64, COUNT(*) FROM history"
-            ).fetchone()
-            size += self._conn.execute(
-                "SELECT COALESCE(SUM(LENGTH(jpeg)), 0) FROM snapshots"
-            ).fetchone()[0]
+            deleted += self._delete_history("ts < ?", (cutoff,))
+            size, n = self._history_size
             if size > self.history_max_bytes and n:
                 # Down to 90 % of the bound, so the next events do not prune again at once.
                 excess = int(n * (1 - 0.9 * self.history_max_bytes / size)) + 1
-                cur = self._conn.execute(
-                    "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?)",
-                    (excess,),
+                deleted += self._delete_history(
+                    "id IN (SELECT id FROM history ORDER BY id LIMIT ?)", (excess,)
                 )
-                deleted += max(cur.rowcount, 0)
-                self._conn.execute(orphans)
         except sqlite3.Error as exc:
             self._failed("apply the history retention", exc)
             return 0
@@ -295,6 +320,7 @@ class OutboxStore:
         self._dirty = False
         if self._txn_failed:
             self._txn_failed = False
+            self._history_size = None  # what the rollback undid is not known here
             with contextlib.suppress(sqlite3.Error):
                 self._conn.rollback()
             return False
@@ -305,6 +331,7 @@ class OutboxStore:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.rollback()
             self._txn_failed = False  # rolled back: the next transaction starts clean
+            self._history_size = None
             return False
         if self.problem is not None:
             log.info("event store %s writable again", self.path)

@@ -156,6 +156,7 @@ def test_alert_pictures_are_kept_with_their_events_and_go_with_them(tmp_path: Pa
         record(store, "door", seq, T0 + seq, kind="alert")
         store.add_snapshot("door", seq, T0 + seq, b"\xff\xd8" + b"x" * 9000)
     assert store.commit() and store.prune(now=T0 + 10) > 0 and store.commit()
+    assert store._history_size == store._measured_history()  # tracked, not re-scanned
     events, _ = query(tmp_path, HistoryQuery(order="asc"))
     assert events[-1]["seq"] == 7 and len(events) < 6
     assert all(picture(tmp_path, "door", e["seq"]) is not None for e in events)
