@@ -82,8 +82,12 @@ def seqs(collector: Any, topic: str) -> list[int]:
 
 
 def test_availability_online_retained_then_offline_on_stop(mosquitto, mqtt_collector, publisher):
+    # A subscriber that is there first sees "online" arrive: the broker has it then
+    # (connected_event is set as the publish is queued, not when the broker stored it).
+    first = mqtt_collector(mosquitto, "edge/available")
     pub = publisher(settings_for(mosquitto))
-    # Subscribing after the connect: "online" must come back as a retained message.
+    first.wait_topic("edge/available")
+    # Subscribing after that: "online" must come back as a retained message.
     late = mqtt_collector(mosquitto, "edge/available")
     (msg,) = late.wait_topic("edge/available")
     assert msg.payload == b"online" and msg.retain
