@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class ModelInfo:
     contract: ModelContract
     sha256: str  # of the file: which model a box runs, for fleets comparing versions
     tta_hflip: bool  # the daemon's extra mirrored pass (not one inside the graph)
+    requested: str = "auto"  # model.providers as configured
+    fallback: str | None = None  # why the session runs on another provider than asked
 
     def describe(self) -> dict[str, object]:
         """What the stats document says about the model (``<prefix>/stats`` ``model``)."""
@@ -48,24 +51,73 @@ class ModelInfo:
             "tta": extra.get("tta", "none"),
             "tta_hflip": self.tta_hflip,
             "providers": list(self.providers),
+            "providers_requested": self.requested,
+            "provider_fallback": self.fallback,
         }
 
 
-def choose_providers(requested: str) -> list[str]:
-    """``auto``: CUDA when onnxruntime offers it, then CPU. ``cpu``/``cuda``: forced."""
-    import onnxruntime as ort
+#: ``model.providers`` names -> onnxruntime execution providers, tried in this order.
+#: Every list ends with the CPU, which is always there.
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "auto": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "openvino": ("OpenVINOExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+#: The pip package that brings each provider (what the error message tells users).
+_PACKAGE = {
+    "cuda": "onnxruntime-gpu",
+    "openvino": "onnxruntime-openvino",
+    "tensorrt": "onnxruntime-gpu with TensorRT",
+}
 
-    available = ort.get_available_providers()
-    if requested == "cpu":
-        return ["CPUExecutionProvider"]
-    if requested == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise ModelLoadError(
-                "model.providers is 'cuda' but this onnxruntime has no CUDA provider "
-                f"(available: {', '.join(available)}); install onnxruntime-gpu or use 'auto'"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+def choose_providers(requested: str, available: list[str] | None = None) -> list[str]:
+    """``auto``: CUDA when onnxruntime offers it, then CPU. Any other name: that
+    provider (an error when this onnxruntime lacks it), then the CPU."""
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    if requested not in PROVIDERS:
+        raise ModelLoadError(f"model.providers: {requested!r} (allowed: {', '.join(PROVIDERS)})")
+    wanted = PROVIDERS[requested]
+    if requested not in ("auto", "cpu") and wanted[0] not in available:
+        raise ModelLoadError(
+            f"model.providers is {requested!r} but this onnxruntime has no {wanted[0]} "
+            f"(available: {', '.join(available)}); install {_PACKAGE[requested]} "
+            "in place of onnxruntime, or use 'auto'"
+        )
+    return [p for p in wanted if p in available]
+
+
+def _open_session(ort: Any, path: Path, so: Any, chosen: list[str]) -> tuple[Any, str | None]:
+    """The session on ``chosen`` providers, else on the CPU alone; and why, if so.
+
+    An accelerator provider can be installed yet fail to start (no driver, a library
+    missing, an unsupported GPU): that is a warning and a CPU session, never a crash.
+    A file onnxruntime cannot load at all is a :class:`ModelLoadError`.
+    """
+    try:
+        session = ort.InferenceSession(str(path), so, providers=chosen)
+    except Exception as exc:  # onnxruntime raises several unrelated types
+        if chosen == ["CPUExecutionProvider"]:
+            raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        why = f"{chosen[0]} failed to start ({str(exc).splitlines()[0][:200]})"
+        log.warning("%s; running the emotion model on the CPU", why)
+        try:
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc2:  # as above
+            raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc2})") from exc2
+        return session, why
+    got = session.get_providers()
+    if chosen[0] != "CPUExecutionProvider" and chosen[0] not in got:
+        # onnxruntime itself fell back (it does for some provider errors): say so.
+        why = f"{chosen[0]} did not start (onnxruntime fell back to {', '.join(got)})"
+        log.warning("%s", why)
+        return session, why
+    return session, None
 
 
 class EmotionModel:
@@ -93,14 +145,8 @@ class EmotionModel:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(path), so, providers=choose_providers(providers)
-            )
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # onnxruntime raises several unrelated types for bad files
-            raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        chosen = choose_providers(providers)
+        self.session, fallback = _open_session(ort, path, so, chosen)
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.contract = ModelContract.from_metadata(meta)
@@ -142,6 +188,8 @@ class EmotionModel:
             self.contract,
             hashlib.sha256(path.read_bytes()).hexdigest(),
             self.tta_hflip,
+            providers,
+            fallback,
         )
         self.warmup_ms = self._warmup()
         log.info(

@@ -185,8 +185,11 @@ class ModelConfig(StrictModel):
         "the cost. All 0.35 ms per face on one VNNI core (0.70 ms accurate). Figures from "
         "edge_daemon/models/MODEL_CARD.md",
     )
-    providers: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="onnxruntime execution provider; auto = CUDA when available, else CPU"
+    providers: Literal["auto", "cpu", "cuda", "openvino", "tensorrt"] = Field(
+        "auto",
+        description="onnxruntime execution provider; auto = CUDA when available, else CPU. "
+        "openvino needs onnxruntime-openvino, tensorrt onnxruntime-gpu with TensorRT (both "
+        "untested on GPUs here); one that fails to start falls back to the CPU with a warning",
     )
     intra_op_threads: int = Field(
         1, ge=1, le=64, description="onnxruntime intra-op threads for the classifier"

@@ -60,16 +60,23 @@ class DaemonCollector(Collector):
         mqtt_stats: Callable[[], dict[str, Any]],
         health: Callable[[], Health],
         counters: Callable[[], dict[str, int]] = dict,
+        model: Callable[[], dict[str, str]] = dict,
     ) -> None:
         """``counters``: current values of :data:`DAEMON_COUNTERS` (missing ones are not
-        exported)."""
+        exported). ``model``: labels of ``edge_model_info`` (the model file, the execution
+        provider it runs on, the CPU); empty: not exported."""
         self._cameras = cameras
         self._mqtt = mqtt_stats
         self.health = health
         self._counters = counters
+        self._model = model
 
     def collect(self) -> Iterator[Any]:
         yield InfoMetricFamily("edge_daemon_build", "daemon version", {"version": __version__})
+        if model := self._model():
+            yield InfoMetricFamily(
+                "edge_model", "emotion model, its execution provider and the CPU", model
+            )
         health = self.health()
         yield GaugeMetricFamily(
             "edge_daemon_healthy", "1 when every pipeline is alive", value=int(health.healthy)

@@ -1,0 +1,102 @@
+"""Execution providers: the choice, its errors, and the CPU fallback when an
+accelerator provider is installed but cannot start."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from edge_daemon.classify import model as model_mod
+from edge_daemon.classify.model import (
+    BUNDLED_MODEL,
+    PROVIDERS,
+    EmotionModel,
+    ModelLoadError,
+    choose_providers,
+)
+
+CPU = "CPUExecutionProvider"
+
+
+def test_auto_takes_cuda_first_only_when_present() -> None:
+    assert choose_providers("auto", [CPU]) == [CPU]
+    assert choose_providers("auto", ["CUDAExecutionProvider", CPU]) == [
+        "CUDAExecutionProvider",
+        CPU,
+    ]
+    # OpenVINO is never picked by auto: it is a choice a user makes for an Intel box.
+    assert choose_providers("auto", ["OpenVINOExecutionProvider", CPU]) == [CPU]
+
+
+@pytest.mark.parametrize("name", ["cuda", "openvino", "tensorrt"])
+def test_a_named_provider_that_is_not_installed_is_a_clear_error(name: str) -> None:
+    with pytest.raises(ModelLoadError, match=f"model.providers is '{name}' but this onnxruntime"):
+        choose_providers(name, [CPU])
+
+
+def test_named_provider_then_the_cpu() -> None:
+    assert choose_providers("openvino", ["OpenVINOExecutionProvider", CPU]) == [
+        "OpenVINOExecutionProvider",
+        CPU,
+    ]
+    # TensorRT brings CUDA with it; where CUDA is absent the list skips it.
+    assert choose_providers("tensorrt", ["TensorrtExecutionProvider", CPU]) == [
+        "TensorrtExecutionProvider",
+        CPU,
+    ]
+    assert all(v[-1] == CPU for v in PROVIDERS.values())
+
+
+class _FailingAccelerator:
+    """Stands in for onnxruntime.InferenceSession: the accelerator provider raises at
+    session creation, as a CUDA provider without its driver does; the CPU works."""
+
+    calls: ClassVar[list[list[str]]] = []
+    real: Any = None  # the real InferenceSession class, set before patching
+
+    def __init__(self, path: str, so: Any, providers: list[str]) -> None:
+        type(self).calls.append(list(providers))
+        if providers[0] != CPU:
+            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient\nmore")
+        self._real = type(self).real(path, so, providers=[CPU])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_an_accelerator_that_fails_to_start_falls_back_to_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnxruntime as ort
+
+    _FailingAccelerator.real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", _FailingAccelerator)
+    monkeypatch.setattr(
+        model_mod, "choose_providers", lambda requested: ["CUDAExecutionProvider", CPU]
+    )
+    _FailingAccelerator.calls = []
+    with caplog.at_level(logging.WARNING):
+        m = EmotionModel(BUNDLED_MODEL, providers="cuda")
+    assert _FailingAccelerator.calls == [["CUDAExecutionProvider", CPU], [CPU]]
+    assert m.info.providers == (CPU,)
+    assert m.info.fallback is not None and "CUDA driver version is insufficient" in m.info.fallback
+    d = m.info.describe()
+    assert d["providers_requested"] == "cuda"
+    assert d["provider_fallback"] == m.info.fallback
+    assert "running the emotion model on the CPU" in caplog.text
+
+
+def test_a_broken_file_on_the_cpu_is_still_a_load_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
+        EmotionModel(bad, providers="cpu")
+
+
+def test_cpu_session_reports_no_fallback() -> None:
+    m = EmotionModel(BUNDLED_MODEL, providers="cpu")
+    assert m.info.fallback is None
+    assert m.info.describe()["providers"] == [CPU]
