@@ -97,7 +97,17 @@ class TrainConfig:
     run_name: str = "run"
     out_dir: str = "runs"
     seed: int = 0
-    threads: int = 2
+    threads: int = 2  # intra-op threads per process (CPU kernels, data preparation)
+    # auto: CUDA when torch sees a GPU, else the CPU; cpu / cuda force one (cuda without
+    # a GPU is an error, not a silent CPU run). The checkpoint and export contract is
+    # the same on both: a model trained on a GPU exports and quantizes on a CPU.
+    device: str = "auto"
+    # Mixed precision on CUDA (ignored on the CPU): auto = bfloat16 where the GPU has it,
+    # else float16 with loss scaling; off = float32.
+    amp: str = "auto"
+    # Deterministic kernels where the backend has them (slower on CUDA); seeds are
+    # always set.
+    deterministic: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -206,6 +216,10 @@ def load_train_config(path: str | Path | None, overrides: list[str]) -> TrainCon
         _set_dotted(raw, key.strip(), yaml.safe_load(val))
     cfg = _build(TrainConfig, raw)
     _check_optim(cfg.optim)
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise TrainConfigError(f"device: {cfg.device!r} (allowed: auto, cpu, cuda)")
+    if cfg.amp not in ("auto", "off", "bf16", "fp16"):
+        raise TrainConfigError(f"amp: {cfg.amp!r} (allowed: auto, off, bf16, fp16)")
     return cfg
 
 
@@ -236,7 +250,16 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 # and the machine may differ (threads, where the same data sets live). Anything else
 # would silently turn the run into a different recipe than its saved config.yaml says.
 RESUME_MAY_CHANGE = frozenset(
-    {"optim.epochs", "optim.early_stop_patience", "threads", "data.path", "data.ferplus_path"}
+    {
+        "optim.epochs",
+        "optim.early_stop_patience",
+        "threads",
+        "data.path",
+        "data.ferplus_path",
+        "device",
+        "amp",
+        "deterministic",
+    }
 )
 
 

@@ -1,7 +1,10 @@
-"""Train an emotion classifier on CPU.
+"""Train an emotion classifier on the CPU, or on a GPU when there is one.
 
-    python -m trainer.train --config trainer/configs/edgefer.yaml [key=value ...]
+    python -m trainer.train --config trainer/configs/edgefer.yaml [--device auto] [key=value ...]
     python -m trainer.train --resume runs/NAME [optim.epochs=N]   # continue a run
+    torchrun --nproc-per-node N -m trainer.train --config ...      # several GPUs/machines
+
+Device, mixed precision and DistributedDataParallel: :mod:`trainer.device`.
 
 Writes to ``<out_dir>/<run_name>/``: the resolved ``config.yaml``, ``last.pt`` (every
 epoch, for ``--resume``), ``best.pt`` (best validation accuracy, EMA weights when
@@ -14,6 +17,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -42,6 +46,7 @@ from trainer.data import (
     load_split,
     remove_duplicates,
 )
+from trainer.device import Placement, all_sum, setup, teardown, unwrap, wrap
 from trainer.distill import Teachers, check_teachers_unchanged, distill_loss
 from trainer.metrics import plot_confusion, summarize
 from trainer.models import build_model, count_macs, count_params
@@ -138,7 +143,13 @@ EVAL_CHUNK = 64  # images per validation forward pass
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+def predict_logits(
+    model: nn.Module,
+    images: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device | None = None,
+    amp: torch.dtype | None = None,
+) -> np.ndarray:
     model.eval()
     out = []
     # Small chunks: on 2 CPU threads a 512-image batch runs ~1.8x slower per image than 64
@@ -146,9 +157,12 @@ def predict_logits(model: nn.Module, images: np.ndarray, cfg: TrainConfig) -> np
     for i in range(0, len(images), EVAL_CHUNK):
         chunk = images[i : i + EVAL_CHUNK]
         x = (to_input(chunk) - cfg.preprocess.mean) / cfg.preprocess.std
+        if device is not None:
+            x = x.to(device, non_blocking=True)
         if cfg.optim.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().numpy())
+        with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(FER_LABELS)), np.float32)
 
 
@@ -217,14 +231,27 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict on the CPU: checkpoints load anywhere, whatever trained them."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
 def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     """Run (or resume) a training; returns the run directory."""
+    place = setup(cfg)
+    try:
+        return _train(cfg, place, resume, quiet or not place.main)
+    finally:
+        teardown(place)
+
+
+def _train(cfg: TrainConfig, place: Placement, resume: bool, quiet: bool) -> Path:
     from tqdm import tqdm
 
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
+    dev = place.device
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if place.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and not last_path.exists():
         raise TrainConfigError(f"--resume: no checkpoint at {last_path}")
@@ -247,7 +274,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
     # A bad model.init is refused before anything is written or read; on resume the
     # weights come from last.pt, so the file is not needed any more.
     init = None if resume else read_init(cfg)
-    save_config(cfg, run_dir / "config.yaml")
+    if place.main:
+        save_config(cfg, run_dir / "config.yaml")
 
     train_ds, val_ds = load_data(cfg, log=not quiet)
     labels = FER_LABELS
@@ -271,10 +299,15 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                     f"{r['import']['max_logit_diff']:.3g}, top class differs on "
                     f"{r['import']['top1_disagreement']:.2%}"
                 )
+    model = model.to(dev)
     if cfg.optim.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(model, cfg)
     ema = ModelEMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    # DDP (and SyncBatchNorm) replace modules: the optimiser is built on what trains.
+    net = wrap(model, place)
+    model = unwrap(net)
+    opt = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=place.amp_dtype == torch.float16)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt,
@@ -296,7 +329,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
 
     counts = np.maximum(train_ds.class_counts(), 1).astype(np.float64)
     w = counts ** (-cfg.data.class_weight_power)
-    class_w = torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
+    class_w = torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32).to(dev)
 
     start_epoch, step, best_acc, history, wall = 0, 0, -1.0, [], 0.0
     init_record = None if init is None else init.record
@@ -311,11 +344,14 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
         start_epoch, step, best_acc = ck["epoch"] + 1, ck["step"], ck["best_acc"]
         history, wall = ck["history"], ck.get("wall_s", 0.0)
         torch.set_rng_state(ck["rng"])
+        if ck.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ck["scaler"])
         check_teachers_unchanged(ck.get("teachers", []), teacher_info)
         init_record = ck.get("init")
         # An interrupt between the metrics line and last.pt leaves a line for an epoch
         # that will now run again: the checkpoint's history is the truth.
-        _write_jsonl(run_dir / "metrics.jsonl", history)
+        if place.main:
+            _write_jsonl(run_dir / "metrics.jsonl", history)
         if not quiet:
             print(f"resumed {run_dir} at epoch {start_epoch}")
 
@@ -324,6 +360,11 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             f"{cfg.model.arch}: {params:,} params, {macs / 1e6:.1f} M MACs; "
             f"train {len(train_ds)} val {len(val_ds)} images; "
             f"class weights {np.round(w / w.min(), 2)}"
+        )
+        p = place.describe()
+        print(
+            f"device {p['device']}, precision {p['amp'] or 'float32'}"
+            + (f", {p['world_size']} processes ({p['backend']})" if place.distributed else "")
         )
         for t in teacher_info:
             print(f"teacher: {t['path']} ({t['arch']}, tta {t['tta']}, sha256 {t['sha256'][:12]})")
@@ -346,8 +387,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                 )
             break
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(train_ds))
+        net.train()
+        perm = torch.randperm(len(train_ds))  # the same on every rank (same seed)
         tot_loss = tot_correct = seen = 0.0
         bar = tqdm(
             range(steps_per_epoch),
@@ -358,19 +399,28 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             mininterval=5 if sys.stdout.isatty() else 60,
         )
         for i in bar:
-            idx = perm[i * bs : (i + 1) * bs]
+            # This rank's share of the global batch (all of it in one process).
+            idx = perm[i * bs : (i + 1) * bs][place.rank :: place.world]
             lr = lr_at(cfg, epoch + i / steps_per_epoch)
             if plateau is None:
                 for g in opt.param_groups:
                     g["lr"] = lr
+            # Augmentation (and the ONNX teachers) run on the CPU; the batch then moves.
             x01 = augment(x_all[idx], cfg.augment)
-            x = (x01 - cfg.preprocess.mean) / cfg.preprocess.std
+            soft_t = None if teachers is None else teachers.soft_targets(x01).to(dev)
+            x = ((x01 - cfg.preprocess.mean) / cfg.preprocess.std).to(dev, non_blocking=True)
             if cfg.optim.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)
-            y = y_all[idx]
+            y = y_all[idx].to(dev, non_blocking=True)
+            with torch.autocast(
+                dev.type,
+                dtype=place.amp_dtype or torch.float32,
+                enabled=place.amp_dtype is not None,
+            ):
+                logits = net(x)
+            logits = logits.float()  # the losses in float32 (log-softmax of fp16 loses bits)
             if soft_all is not None:
-                target = soft_all[idx] * (1 - cfg.optim.label_smoothing) + (
+                target = soft_all[idx].to(dev) * (1 - cfg.optim.label_smoothing) + (
                     cfg.optim.label_smoothing / len(labels)
                 )
                 loss = -(target * F.log_softmax(logits, 1) * class_w).sum(1).mean()
@@ -378,8 +428,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                 loss = F.cross_entropy(
                     logits, y, weight=class_w, label_smoothing=cfg.optim.label_smoothing
                 )
-            if teachers is not None:
-                kd = distill_loss(logits, teachers.soft_targets(x01), cfg.distill.temperature)
+            if soft_t is not None:
+                kd = distill_loss(logits, soft_t, cfg.distill.temperature)
                 loss = (1 - cfg.distill.weight) * loss + cfg.distill.weight * kd
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
@@ -391,8 +441,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                     "or a longer optim.warmup_epochs"
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             step += 1
             if ema is not None:
                 ema.update(model, step)
@@ -403,9 +454,12 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
                 loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}", refresh=False
             )
         bar.close()
+        tot_loss, tot_correct, seen = all_sum([tot_loss, tot_correct, seen], place)
 
+        # Every rank evaluates (the same weights give the same result), so all of them
+        # take the same early-stop and best-model decisions; only rank 0 writes.
         eval_model = ema.module if ema is not None else model
-        val_logits = predict_logits(eval_model, val_ds.images, cfg)
+        val_logits = predict_logits(eval_model, val_ds.images, cfg, dev, place.amp_dtype)
         val_t = torch.from_numpy(val_logits)
         val_loss = float(F.cross_entropy(val_t, torch.from_numpy(val_ds.labels)))
         probs = torch.softmax(val_t, 1).numpy()
@@ -426,6 +480,9 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             "images_per_s": seen / max(1e-9, time.perf_counter() - t0),
         }
         history.append(rec)
+        if not place.main:
+            best_acc = max(best_acc, summ["accuracy"])
+            continue
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         state = {
@@ -442,11 +499,12 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             "commit": commit,
             "teachers": teacher_info,
             "init": init_record,
+            "placement": place.describe(),
         }
         if summ["accuracy"] > best_acc:
             best_acc = summ["accuracy"]
             _save_atomic(
-                {**state, "model": eval_model.state_dict(), "epoch": epoch + 1, "val": summ},
+                {**state, "model": _cpu_state(eval_model), "epoch": epoch + 1, "val": summ},
                 best_path,
             )
             plot_confusion(
@@ -457,9 +515,10 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> Path:
             )
         ck = {
             **state,
-            "model": model.state_dict(),
+            "model": _cpu_state(model),
             "optimizer": opt.state_dict(),
-            "ema": None if ema is None else ema.module.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "ema": None if ema is None else _cpu_state(ema.module),
             "plateau": None if plateau is None else plateau.state_dict(),
             "epoch": epoch,
             "step": step,
@@ -494,8 +553,15 @@ def main(argv: list[str] | None = None) -> int:
         "config.yaml (no --config needed); alone, the run named by --config and overrides, "
         "which must match the saved config",
     )
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where to train (the config's device, default auto: CUDA when torch sees a GPU)",
+    )
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5")
     args = ap.parse_args(argv)
+    if args.device is not None:
+        args.overrides.append(f"device={args.device}")
     if isinstance(args.resume, str) and "=" in args.resume:
         # `--resume key=value`: argparse took the first override for RUN_DIR.
         args.overrides.insert(0, args.resume)
@@ -520,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         where = cfg.run_dir if cfg is not None else "RUN_DIR"
         print(f"interrupted: continue with --resume {where}", file=sys.stderr)
         return 130
-    print(f"done: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"done: {run_dir}")
     return 0
 
 
