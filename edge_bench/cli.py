@@ -100,8 +100,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from edge_bench.parity import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from edge_bench import latency, outbox
+    from edge_bench import latency, outbox, parity
 
     p = argparse.ArgumentParser(
         prog="edge-bench",
@@ -167,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outbox.add_arguments(ob)
     ob.set_defaults(func=cmd_outbox)
+
+    par = sub.add_parser(
+        "parity",
+        help="same frames, same boxes and probabilities on two platforms",
+        description=parity.__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parity.add_arguments(par)
+    par.set_defaults(func=cmd_parity)
     return p
 
 

@@ -1,0 +1,255 @@
+"""Same frames, same answers: the detector's boxes and the models' probabilities on one
+platform against another (x86-64 against aarch64, a VNNI CPU against an AVX2 one, the
+CPU provider against another).
+
+    edge-bench parity record --video V.mp4 [--video ...] [--frames 12] [--every 5]
+        [--model fast ...] --out A.json
+    edge-bench parity compare A.json B.json [--box-tol 1.0] [--score-tol 0.01]
+        [--prob-tol 0.05] [--json]
+
+``record`` decodes frames from real video files, runs them through the daemon's own
+detector (its default settings), crop and emotion models (CPU provider, one thread),
+and writes every box, score and probability with a description of the machine.
+``compare`` matches the two files frame by frame and face by face and reports the
+largest differences; it exits 1 when a face is missing on one side or a difference is
+over its tolerance, 2 on unreadable input.
+
+Why end to end and not model by model: a user's question is whether a box on an ARM
+board reports what the same box reports on the x86 machine the figures were taken on.
+A detector difference of a fraction of a pixel moves the crop and so the
+probabilities; the tolerances cover both. The defaults were set from a measured run
+(docs/PERFORMANCE.md, "Other platforms"): the largest differences there were well
+inside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Default tolerances: box corners in frame pixels, detector score, probability.
+BOX_TOL_PX = 1.0
+SCORE_TOL = 0.01
+PROB_TOL = 0.05
+
+
+class ParityError(Exception):
+    """Unusable input for record/compare; the message says which and why."""
+
+
+def record(
+    videos: list[Path], models: list[str], frames: int = 12, every: int = 5
+) -> dict[str, Any]:
+    """Boxes, scores and probabilities for ``frames`` frames of each video, one every
+    ``every`` frames from the first."""
+    import cv2
+
+    from edge_daemon.classify.crop import crop_faces
+    from edge_daemon.classify.model import EmotionModel, ModelLoadError
+    from edge_daemon.config.schema import BUNDLED_MODELS, DetectorConfig
+    from edge_daemon.detect.blazeface import DetectorParams, FaceDetector
+    from edge_daemon.ops.cpu import cpu_info
+
+    if frames < 1 or every < 1:
+        raise ParityError("--frames and --every must be at least 1")
+    loaded: dict[str, EmotionModel] = {}
+    for name in models:
+        path = Path(BUNDLED_MODELS[name]) if name in BUNDLED_MODELS else Path(name)
+        try:
+            loaded[name] = EmotionModel(path, providers="cpu", threads=1)
+        except ModelLoadError as exc:
+            raise ParityError(str(exc)) from exc
+    detector = FaceDetector(DetectorParams.from_config(DetectorConfig()))
+    out_frames: list[dict[str, Any]] = []
+    for video in videos:
+        cap = cv2.VideoCapture(str(video))
+        if not cap.isOpened():
+            raise ParityError(f"{video}: cannot be opened as a video")
+        try:
+            index, kept = 0, 0
+            while kept < frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if index % every == 0:
+                    det = detector.detect(frame)
+                    row: dict[str, Any] = {
+                        "video": video.name,
+                        "index": index,
+                        "boxes": det.xyxy.round(3).tolist(),
+                        "scores": det.scores.round(5).tolist(),
+                        "probs": {},
+                    }
+                    for name, model in loaded.items():
+                        crops = crop_faces(frame, det.xyxy, model.contract)
+                        row["probs"][name] = model.predict(crops).round(5).tolist()
+                    out_frames.append(row)
+                    kept += 1
+                index += 1
+        finally:
+            cap.release()
+        if kept == 0:
+            raise ParityError(f"{video}: no frame could be decoded")
+    import onnxruntime
+
+    return {
+        "platform": {
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__,
+            "opencv": cv2.__version__,
+            "cpu": cpu_info().describe(),
+        },
+        "models": {n: m.info.sha256 for n, m in loaded.items()},
+        "frames": out_frames,
+    }
+
+
+def _pair_faces(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """Greedy nearest-corner pairing of two box sets (order can differ on ties)."""
+    if not len(a) or not len(b):
+        return []
+    d = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2)
+    pairs: list[tuple[int, int]] = []
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for flat in np.argsort(d, axis=None):
+        i, j = divmod(int(flat), len(b))
+        if i not in used_a and j not in used_b:
+            pairs.append((i, j))
+            used_a.add(i)
+            used_b.add(j)
+    return pairs
+
+
+def compare(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    box_tol: float = BOX_TOL_PX,
+    score_tol: float = SCORE_TOL,
+    prob_tol: float = PROB_TOL,
+) -> dict[str, Any]:
+    """Differences between two ``record`` results; ``ok`` says whether all are within
+    tolerance. Raises :class:`ParityError` when the files do not describe the same run."""
+    if a.get("models") != b.get("models"):
+        raise ParityError(
+            f"the files were recorded with different models: {a.get('models')} against "
+            f"{b.get('models')}"
+        )
+    fa = {(f["video"], f["index"]): f for f in a["frames"]}
+    fb = {(f["video"], f["index"]): f for f in b["frames"]}
+    if set(fa) != set(fb):
+        only = sorted(set(fa) ^ set(fb))[:5]
+        raise ParityError(f"the files hold different frames (e.g. {only})")
+    problems: list[str] = []
+    faces = 0
+    box_max = score_max = 0.0
+    prob_max = {m: 0.0 for m in a["models"]}
+    top_same = {m: 0 for m in a["models"]}
+    for key in sorted(fa):
+        ba, bb = (
+            np.array(fa[key]["boxes"]).reshape(-1, 4),
+            np.array(fb[key]["boxes"]).reshape(-1, 4),
+        )
+        pairs = _pair_faces(ba, bb)
+        if len(ba) != len(bb):
+            problems.append(f"{key[0]} frame {key[1]}: {len(ba)} faces against {len(bb)}")
+        for i, j in pairs:
+            faces += 1
+            box_d = float(np.abs(ba[i] - bb[j]).max())
+            score_d = abs(fa[key]["scores"][i] - fb[key]["scores"][j])
+            box_max, score_max = max(box_max, box_d), max(score_max, score_d)
+            if box_d > box_tol:
+                problems.append(
+                    f"{key[0]} frame {key[1]} face {i}: box corners {box_d:.2f} px apart"
+                )
+            if score_d > score_tol:
+                problems.append(f"{key[0]} frame {key[1]} face {i}: score differs by {score_d:.4f}")
+            for m in prob_max:
+                pa, pb = np.array(fa[key]["probs"][m][i]), np.array(fb[key]["probs"][m][j])
+                d = float(np.abs(pa - pb).max())
+                prob_max[m] = max(prob_max[m], d)
+                top_same[m] += int(pa.argmax() == pb.argmax())
+                if d > prob_tol:
+                    problems.append(
+                        f"{key[0]} frame {key[1]} face {i}: {m} probabilities differ by {d:.4f}"
+                    )
+    return {
+        "ok": not problems and faces > 0,
+        "frames": len(fa),
+        "faces": faces,
+        "box_max_px": round(box_max, 4),
+        "score_max": round(score_max, 6),
+        "prob_max": {m: round(v, 6) for m, v in prob_max.items()},
+        "top_class_agreement": {m: (top_same[m] / faces if faces else None) for m in top_same},
+        "tolerance": {"box_px": box_tol, "score": score_tol, "prob": prob_tol},
+        "platforms": [a.get("platform"), b.get("platform")],
+        "problems": problems[:50] + ([] if faces else ["no face in either file"]),
+    }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="parity_command", required=True)
+    r = sub.add_parser("record", help="boxes and probabilities of a few frames, as JSON")
+    r.add_argument("--video", type=Path, action="append", required=True, help="video file")
+    r.add_argument("--frames", type=int, default=12, help="frames kept per video")
+    r.add_argument("--every", type=int, default=5, help="keep one frame in N")
+    r.add_argument(
+        "--model",
+        action="append",
+        help="bundled model name or ONNX file (repeatable; default: fast)",
+    )
+    r.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    c = sub.add_parser("compare", help="compare two recorded files")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    c.add_argument("--box-tol", type=float, default=BOX_TOL_PX, help="pixels")
+    c.add_argument("--score-tol", type=float, default=SCORE_TOL)
+    c.add_argument("--prob-tol", type=float, default=PROB_TOL)
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ParityError(f"{path}: not a readable parity file ({exc})") from exc
+    if not isinstance(data, dict) or "frames" not in data or "models" not in data:
+        raise ParityError(f"{path}: not a file written by 'edge-bench parity record'")
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.parity_command == "record":
+            res = record(args.video, args.model or ["fast"], args.frames, args.every)
+            args.out.write_text(json.dumps(res))
+            faces = sum(len(f["boxes"]) for f in res["frames"])
+            print(f"parity: {len(res['frames'])} frames, {faces} faces -> {args.out}")
+            return 0
+        rep = compare(_load(args.a), _load(args.b), args.box_tol, args.score_tol, args.prob_tol)
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        agree = ", ".join(
+            f"{m} {v:.1%}" for m, v in rep["top_class_agreement"].items() if v is not None
+        )
+        probs = ", ".join(f"{m} {v:.4f}" for m, v in rep["prob_max"].items())
+        print(
+            f"parity: {rep['frames']} frames, {rep['faces']} faces; largest differences: "
+            f"box {rep['box_max_px']:.3f} px, score {rep['score_max']:.5f}, "
+            f"probability {probs}; same top class: {agree}"
+        )
+        for line in rep["problems"]:
+            print(f"  {line}")
+    print("parity: " + ("within tolerance" if rep["ok"] else "FAILED"), file=sys.stderr)
+    return 0 if rep["ok"] else 1

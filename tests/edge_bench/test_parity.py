@@ -1,0 +1,108 @@
+"""edge-bench parity: record boxes and probabilities on a real (generated) video, and
+compare two records face by face."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+skimage_data = pytest.importorskip("skimage.data")
+
+from edge_bench.cli import main  # noqa: E402
+from edge_bench.parity import ParityError, compare, record  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short MJPEG clip of the public-domain astronaut portrait, drifting a little."""
+    face = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    path = tmp_path_factory.mktemp("parity") / "astronaut.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(12):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        small = cv2.resize(face, (300, 300))
+        frame[60 + i : 360 + i, 150 + 2 * i : 450 + 2 * i] = small
+        w.write(frame)
+    w.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def recorded(video: Path) -> dict:
+    return record([video], ["fast", "fer2013"], frames=4, every=3)
+
+
+def test_record_finds_the_face_with_every_model(recorded: dict) -> None:
+    assert [f["index"] for f in recorded["frames"]] == [0, 3, 6, 9]
+    assert all(len(f["boxes"]) == 1 for f in recorded["frames"])
+    for f in recorded["frames"]:
+        for m in ("fast", "fer2013"):
+            assert np.isclose(sum(f["probs"][m][0]), 1.0, atol=1e-3)
+    assert recorded["platform"]["cpu"]["machine"]
+    assert set(recorded["models"]) == {"fast", "fer2013"}
+
+
+def test_a_record_matches_itself(recorded: dict) -> None:
+    rep = compare(recorded, copy.deepcopy(recorded))
+    assert rep["ok"] and rep["faces"] == 4
+    assert rep["box_max_px"] == 0 and rep["prob_max"] == {"fast": 0, "fer2013": 0}
+    assert rep["top_class_agreement"] == {"fast": 1.0, "fer2013": 1.0}
+
+
+def test_differences_over_tolerance_fail_and_are_named(recorded: dict) -> None:
+    other = copy.deepcopy(recorded)
+    other["frames"][1]["boxes"][0][0] += 2.5  # a corner 2.5 px away
+    other["frames"][2]["probs"]["fast"][0][0] += 0.2
+    rep = compare(recorded, other)
+    assert not rep["ok"]
+    assert rep["box_max_px"] == pytest.approx(2.5, abs=1e-3)
+    assert rep["prob_max"]["fast"] == pytest.approx(0.2, abs=1e-4)
+    text = "\n".join(rep["problems"])
+    assert "frame 3 face 0: box corners 2.50 px apart" in text
+    assert "frame 6 face 0: fast probabilities differ by 0.2000" in text
+    # Within a looser tolerance the same pair passes.
+    assert compare(recorded, other, box_tol=3, prob_tol=0.25)["ok"]
+
+
+def test_a_missing_face_fails(recorded: dict) -> None:
+    other = copy.deepcopy(recorded)
+    f = other["frames"][0]
+    f["boxes"], f["scores"], f["probs"] = [], [], {"fast": [], "fer2013": []}
+    rep = compare(recorded, other)
+    assert not rep["ok"]
+    assert any("1 faces against 0" in p for p in rep["problems"])
+
+
+def test_files_of_other_models_or_frames_are_refused(recorded: dict) -> None:
+    other = copy.deepcopy(recorded)
+    other["models"]["fast"] = "0" * 64
+    with pytest.raises(ParityError, match="different models"):
+        compare(recorded, other)
+    other = copy.deepcopy(recorded)
+    other["frames"].pop()
+    with pytest.raises(ParityError, match="different frames"):
+        compare(recorded, other)
+
+
+def test_cli_exit_codes(
+    recorded: dict, video: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(recorded))
+    other = copy.deepcopy(recorded)
+    other["frames"][0]["scores"][0] += 0.5
+    b.write_text(json.dumps(other))
+    assert main(["parity", "compare", str(a), str(a)]) == 0
+    assert "within tolerance" in capsys.readouterr().err
+    assert main(["parity", "compare", str(a), str(b)]) == 1
+    assert "score differs by 0.5000" in capsys.readouterr().out
+    (tmp_path / "junk.json").write_text("{")
+    assert main(["parity", "compare", str(a), str(tmp_path / "junk.json")]) == 2
+    assert "not a readable parity file" in capsys.readouterr().err
+    assert main(["parity", "record", "--video", str(tmp_path / "none.mp4"), "--out", str(b)]) == 2
+    assert "cannot be opened as a video" in capsys.readouterr().err
