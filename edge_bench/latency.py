@@ -1,7 +1,15 @@
-"""Per-face latency of an ONNX emotion model in onnxruntime (CPU).
+"""Per-face latency of ONNX emotion models in onnxruntime, with the CPU they ran on.
 
-    edge-bench latency MODEL.onnx [--threads 1 2] [--batch 1 8] [--repeat N] [--json]
-    python -m edge_bench.latency MODEL.onnx [--threads 1 2] [--batch 1 8] [--repeat N] [--json]
+    edge-bench latency MODEL [MODEL ...] [--threads 1 2] [--batch 1 8] [--repeat N]
+        [--fp32] [--providers cpu|openvino|cuda|...] [--json]
+    python -m edge_bench.latency ...
+
+MODEL is an ONNX file or a bundled name (fast, nano, fer2013, accurate). ``--fp32``
+also times a float copy of each int8 model (``trainer.dequantize``; needs the ``onnx``
+package of the train extra), side by side in the same run: on CPUs with int8
+dot-product instructions int8 is several times faster, and this is how to check a CPU
+without them. The header names the CPU and its relevant features (AVX2, AVX-512 VNNI,
+ARM dot product): figures from different CPUs are not comparable.
 
 For every (threads, batch) pair: one session with that many intra-op threads, warm-up
 runs, then ``--repeat`` timed ``session.run`` calls on already normalised input (the
@@ -14,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,16 +43,20 @@ def bench(
     batches: list[int],
     repeat: int = 100,
     warmup: int = 10,
+    providers: str = "cpu",
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
     from edge_daemon.classify.model import EmotionModel
+    from edge_daemon.ops.cpu import cpu_info
 
     rows = []
     contract = None
+    used: list[str] = []
     rng = np.random.default_rng(0)
     for t in threads:
-        model = EmotionModel(path, providers="cpu", threads=t)
+        model = EmotionModel(path, providers=providers, threads=t)
+        used = list(model.info.providers)
         contract = model.contract
         s = contract.input_size
         for b in batches:
@@ -82,14 +93,15 @@ def bench(
         "macs": _int_or_none(extra.get("macs")),
         "input_size": None if contract is None else contract.input_size,
         "onnxruntime": ort.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "providers": used,
+        "cpu": cpu_info().describe(),
         "warmup": warmup,
         "results": rows,
     }
 
 
 def format_table(r: dict[str, Any]) -> str:
-    head = [f"model: {r['model']}"]
+    head = [f"model: {r['model']} ({', '.join(r.get('providers') or ['?'])})"]
     info = []
     if r["arch"]:
         info.append(f"arch {r['arch']}")
@@ -124,29 +136,82 @@ def _positive(v: str) -> int:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The command line of ``edge-bench latency`` and ``python -m edge_bench.latency``."""
-    ap.add_argument("model", type=Path)
+    ap.add_argument("model", nargs="+", help="ONNX file or bundled name (fast, nano, ...)")
     ap.add_argument("--threads", type=_positive, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=_positive, nargs="+", default=[1, 8])
     ap.add_argument("--repeat", type=_positive, default=100, help="timed runs per setting")
     ap.add_argument("--warmup", type=int, default=10, help="untimed runs per setting")
     ap.add_argument("--json", action="store_true", help="JSON on stdout, table on stderr")
+    ap.add_argument("--fp32", action="store_true", help="also time a float copy of each int8 model")
+    ap.add_argument(
+        "--providers", default="cpu", help="as model.providers: cpu (default), openvino, cuda, ..."
+    )
+
+
+def _resolve(name: str) -> Path:
+    from edge_daemon.config.schema import BUNDLED_MODELS
+
+    return Path(BUNDLED_MODELS[name]) if name in BUNDLED_MODELS else Path(name)
+
+
+def _float_copy(path: Path, tmp: Path) -> Path:
+    """A float copy of an int8 (QDQ) model, for timing int8 against fp32."""
+    import importlib
+
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "trainer").is_dir() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))  # an editable install in a checkout (make setup)
+    try:
+        # Imported by name: the trainer is not part of the installed package (it runs
+        # from a checkout), and its typing is not this package's.
+        dequantize = importlib.import_module("trainer.dequantize").dequantize
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: --fp32 needs the trainer and the onnx package ({exc}); run it from a "
+            "checkout with the train extra (make setup)"
+        ) from exc
+    out = tmp / f"{path.stem}_fp32.onnx"
+    dequantize(path, out)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bench, print; 0 done, 2 the model cannot be loaded (message on stderr)."""
-    from edge_daemon.classify.model import ModelLoadError
+    """Bench, print; 0 done, 2 a model cannot be loaded (message on stderr)."""
+    import tempfile
 
-    try:
-        report = bench(args.model, args.threads, args.batch, args.repeat, max(0, args.warmup))
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    table = format_table(report)
+    from edge_daemon.classify.model import ModelLoadError
+    from edge_daemon.ops.cpu import cpu_info
+
+    reports = []
+    print(f"cpu: {cpu_info().line()}", file=sys.stderr if args.json else sys.stdout)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.model:
+            path = _resolve(name)
+            try:
+                r = bench(
+                    path, args.threads, args.batch, args.repeat, max(0, args.warmup), args.providers
+                )
+                r["name"] = name
+                runs = [r]
+                if args.fp32 and r["quantization"]:
+                    f = bench(
+                        _float_copy(path, Path(tmp)),
+                        args.threads,
+                        args.batch,
+                        args.repeat,
+                        max(0, args.warmup),
+                        args.providers,
+                    )
+                    f["name"] = f"{name} (fp32 copy)"
+                    runs.append(f)
+                for x in runs:
+                    reports.append(x)
+                    print(format_table(x), file=sys.stderr if args.json else sys.stdout)
+            except ModelLoadError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
     if args.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(report, indent=1))
-    else:
-        print(table)
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=1))
     return 0
 
 

@@ -13,7 +13,7 @@ from edge_bench.cli import build_parser, main
 from edge_daemon.app.cli import build_parser as daemon_parser
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("pipeline", "report", "soak", "latency", "outbox")
+COMMANDS = ("pipeline", "report", "soak", "latency", "outbox", "parity")
 
 
 def _subcommands(parser) -> set[str]:

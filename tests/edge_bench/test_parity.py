@@ -54,19 +54,33 @@ def test_a_record_matches_itself(recorded: dict) -> None:
     assert rep["top_class_agreement"] == {"fast": 1.0, "fer2013": 1.0}
 
 
-def test_differences_over_tolerance_fail_and_are_named(recorded: dict) -> None:
-    other = copy.deepcopy(recorded)
-    other["frames"][1]["boxes"][0][0] += 2.5  # a corner 2.5 px away
-    other["frames"][2]["probs"]["fast"][0][0] += 0.2
+def test_differences_over_tolerance_fail_and_are_named(video: Path, recorded: dict) -> None:
+    other = record([video], ["fast", "fer2013"], frames=4, every=3, boxes_from=recorded)
+    assert compare(recorded, other)["ok"]  # the same machine: identical
+    side = recorded["frames"][1]["boxes"][0][2] - recorded["frames"][1]["boxes"][0][0]
+    other["frames"][1]["boxes"][0][0] += 0.05 * side  # a corner 5% of the face away
+    other["frames"][2]["probs_on_ref_boxes"]["fast"][0][0] += 0.2
     rep = compare(recorded, other)
     assert not rep["ok"]
-    assert rep["box_max_px"] == pytest.approx(2.5, abs=1e-3)
-    assert rep["prob_max"]["fast"] == pytest.approx(0.2, abs=1e-4)
+    assert rep["box_max_of_side"] == pytest.approx(0.05, abs=1e-3)
+    assert rep["prob_max_same_crop"]["fast"] == pytest.approx(0.2, abs=1e-4)
     text = "\n".join(rep["problems"])
-    assert "frame 3 face 0: box corners 2.50 px apart" in text
-    assert "frame 6 face 0: fast probabilities differ by 0.2000" in text
-    # Within a looser tolerance the same pair passes.
-    assert compare(recorded, other, box_tol=3, prob_tol=0.25)["ok"]
+    assert "frame 3 face 0: box corners" in text
+    assert "frame 6 face 0: fast probabilities on the same crop differ by 0.2000" in text
+    # Within looser tolerances the same pair passes.
+    assert compare(recorded, other, box_tol=0.06, prob_tol=0.25)["ok"]
+
+
+def test_end_to_end_top_class_flips_are_counted(recorded: dict) -> None:
+    other = copy.deepcopy(recorded)
+    for f in other["frames"][:2]:
+        p = f["probs"]["fer2013"][0]
+        f["probs"]["fer2013"][0] = p[1:] + p[:1]  # another top class
+    rep = compare(recorded, other)
+    assert rep["top_class_agreement"]["fer2013"] == 0.5
+    assert not rep["ok"]
+    assert "fer2013: the same top class on only 50.0% of the faces" in rep["problems"]
+    assert compare(recorded, other, min_agreement=0.5)["ok"]
 
 
 def test_a_missing_face_fails(recorded: dict) -> None:
