@@ -37,6 +37,7 @@ import yaml
 
 from edge_bench.pipeline import BenchError
 from edge_bench.soak import free_port, read_proc
+from edge_daemon.ops.cpu import cpu_info
 
 WARMUP_S = 8.0  # models loaded, queues filled, allocator settled
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -281,21 +282,22 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "cpu": _cpu_model(),
+        "cpu_info": cpu_info().describe(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
+def _features_line(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "not recorded (a report from before they were)."
+    dot = "with" if info["int8_dot_product"] else "**without**"
+    return f"{', '.join(info['features']) or 'none listed'} ({dot} int8 dot product)."
+
+
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_info().model
 
 
 # --------------------------------------------------------------------------- report
@@ -516,6 +518,7 @@ def write_report(results: dict[str, Any], out_md: Path) -> None:
         f"$EDGE_DATA_DIR/videos/{results['source']}` (raw numbers: `docs/perf/results.json`).",
         f"Machine: {mach['cpu_count']} cores ({mach['cpu']}), Python {mach['python']}, "
         f"onnxruntime {mach['onnxruntime']}, load average at start {mach['load_avg_at_start']}.",
+        "CPU features that decide the classifier's speed: " + _features_line(mach.get("cpu_info")),
         f"Input: `{results['source']}` re-encoded to {results['video']} (H.264) by ffmpeg.",
         "These machines are shared and noisy: compare ratios, and re-run before trusting a "
         "single absolute number.",

@@ -235,6 +235,9 @@ def test_accurate_bundled_model_runs_and_stats_name_it(
     assert model["file"] == path.name
     assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert model["arch"] == "edgefer2+edgefer2" and model["tta_hflip"] is False
+    assert model["providers"] == ["CPUExecutionProvider"] and model["provider_fallback"] is None
+    assert stats["cpu"]["cores"] >= 1 and isinstance(stats["cpu"]["int8_dot_product"], bool)
+    assert f"cpu: {stats['cpu']['model']}" in d.log()
     assert "Traceback" not in d.log(), d.log()
 
 
