@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config.yaml
 MEDIAPIPE_VERSION := 1.2.2
 
-.PHONY: setup run test measure lint format bench clean
+.PHONY: setup run test measure lint format bench clean arm64-check
 
 setup: $(STAMP)
 
@@ -46,3 +46,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The daemon on linux/aarch64 under qemu-user emulation (root; about 30 minutes the first
+# time, the arm64 root is then cached): scripts/arm64-check.sh. CI runs it after measure.
+arm64-check: setup
+	bash scripts/arm64-check.sh

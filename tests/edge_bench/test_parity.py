@@ -58,17 +58,17 @@ def test_differences_over_tolerance_fail_and_are_named(video: Path, recorded: di
     other = record([video], ["fast", "fer2013"], frames=4, every=3, boxes_from=recorded)
     assert compare(recorded, other)["ok"]  # the same machine: identical
     side = recorded["frames"][1]["boxes"][0][2] - recorded["frames"][1]["boxes"][0][0]
-    other["frames"][1]["boxes"][0][0] += 0.05 * side  # a corner 5% of the face away
+    other["frames"][1]["boxes"][0][0] += 0.15 * side  # a corner 15% of the face away
     other["frames"][2]["probs_on_ref_boxes"]["fast"][0][0] += 0.2
     rep = compare(recorded, other)
     assert not rep["ok"]
-    assert rep["box_max_of_side"] == pytest.approx(0.05, abs=1e-3)
+    assert rep["box_max_of_side"] == pytest.approx(0.15, abs=1e-3)
     assert rep["prob_max_same_crop"]["fast"] == pytest.approx(0.2, abs=1e-4)
     text = "\n".join(rep["problems"])
     assert "frame 3 face 0: box corners" in text
     assert "frame 6 face 0: fast probabilities on the same crop differ by 0.2000" in text
     # Within looser tolerances the same pair passes.
-    assert compare(recorded, other, box_tol=0.06, prob_tol=0.25)["ok"]
+    assert compare(recorded, other, box_tol=0.5, prob_tol=0.25)["ok"]
 
 
 def test_end_to_end_top_class_flips_are_counted(recorded: dict) -> None:
@@ -120,3 +120,16 @@ def test_cli_exit_codes(
     assert "not a readable parity file" in capsys.readouterr().err
     assert main(["parity", "record", "--video", str(tmp_path / "none.mp4"), "--out", str(b)]) == 2
     assert "cannot be opened as a video" in capsys.readouterr().err
+
+
+def test_a_small_shift_of_every_box_fails_on_the_median(recorded: dict) -> None:
+    other = copy.deepcopy(recorded)
+    for f in other["frames"]:
+        b = f["boxes"][0]
+        b[0] += 0.03 * (b[2] - b[0])  # 3% of the side: under the per-face 10%
+    rep = compare(recorded, other)
+    assert rep["box_max_of_side"] < 0.1 and rep["box_median_of_side"] == pytest.approx(
+        0.03, abs=0.002
+    )
+    assert not rep["ok"]
+    assert any("median box difference is 3.0" in p for p in rep["problems"])
