@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from edge_daemon.classify import model as model_mod
@@ -100,3 +101,34 @@ def test_cpu_session_reports_no_fallback() -> None:
     m = EmotionModel(BUNDLED_MODEL, providers="cpu")
     assert m.info.fallback is None
     assert m.info.describe()["providers"] == [CPU]
+
+
+class _BrokenOptimizer:
+    """Stands in for an onnxruntime release whose extended graph optimisations break a
+    valid model (1.24.1 on the `accurate` ensemble: "two nodes with same node name")."""
+
+    real: Any = None
+
+    def __init__(self, path: str, so: Any, providers: list[str]) -> None:
+        import onnxruntime as ort
+
+        if so.graph_optimization_level != ort.GraphOptimizationLevel.ORT_ENABLE_BASIC:
+            raise RuntimeError("This is an invalid model. Error: two nodes with same node name")
+        self._real = type(self).real(path, so, providers=providers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_graph_the_optimiser_breaks_runs_with_basic_optimisations(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import onnxruntime as ort
+
+    _BrokenOptimizer.real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", _BrokenOptimizer)
+    with caplog.at_level(logging.WARNING):
+        m = EmotionModel(BUNDLED_MODEL, providers="cpu")
+    assert m.predict(np.full((2, 48, 48), 128, np.uint8)).shape == (2, 7)
+    assert "could not optimise the graph fully (This is an invalid model" in caplog.text
+    assert "upgrade onnxruntime" in caplog.text
