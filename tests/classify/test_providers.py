@@ -51,21 +51,36 @@ def test_named_provider_then_the_cpu() -> None:
     assert all(v[-1] == CPU for v in PROVIDERS.values())
 
 
-class _FailingAccelerator:
-    """Stands in for onnxruntime.InferenceSession: the accelerator provider raises at
-    session creation, as a CUDA provider without its driver does; the CPU works."""
+class _FakeSession:
+    """Stands in for onnxruntime.InferenceSession: ``refuse`` says why a creation fails
+    (None: a real CPU session is made and used)."""
 
-    calls: ClassVar[list[list[str]]] = []
     real: Any = None  # the real InferenceSession class, set before patching
 
+    def refuse(self, so: Any, providers: list[str]) -> str | None:
+        raise NotImplementedError
+
     def __init__(self, path: str, so: Any, providers: list[str]) -> None:
-        type(self).calls.append(list(providers))
-        if providers[0] != CPU:
-            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient\nmore")
-        self._real = type(self).real(path, so, providers=[CPU])
+        why = self.refuse(so, providers)
+        if why is not None:
+            raise RuntimeError(why)
+        self._real = _FakeSession.real(path, so, providers=[CPU])
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+class _FailingAccelerator(_FakeSession):
+    """The accelerator provider raises at session creation, as a CUDA provider without
+    its driver does; the CPU works."""
+
+    calls: ClassVar[list[list[str]]] = []
+
+    def refuse(self, so: Any, providers: list[str]) -> str | None:
+        type(self).calls.append(list(providers))
+        if providers[0] != CPU:
+            return "CUDA failure 35: CUDA driver version is insufficient\nmore"
+        return None
 
 
 def test_an_accelerator_that_fails_to_start_falls_back_to_the_cpu(
@@ -73,7 +88,7 @@ def test_an_accelerator_that_fails_to_start_falls_back_to_the_cpu(
 ) -> None:
     import onnxruntime as ort
 
-    _FailingAccelerator.real = ort.InferenceSession
+    _FakeSession.real = ort.InferenceSession
     monkeypatch.setattr(ort, "InferenceSession", _FailingAccelerator)
     monkeypatch.setattr(
         model_mod, "choose_providers", lambda requested: ["CUDAExecutionProvider", CPU]
@@ -103,21 +118,16 @@ def test_cpu_session_reports_no_fallback() -> None:
     assert m.info.describe()["providers"] == [CPU]
 
 
-class _BrokenOptimizer:
-    """Stands in for an onnxruntime release whose extended graph optimisations break a
-    valid model (1.24.1 on the `accurate` ensemble: "two nodes with same node name")."""
+class _BrokenOptimizer(_FakeSession):
+    """An onnxruntime release whose extended graph optimisations break a valid model
+    (1.24.1 on the `accurate` ensemble: "two nodes with same node name")."""
 
-    real: Any = None
-
-    def __init__(self, path: str, so: Any, providers: list[str]) -> None:
+    def refuse(self, so: Any, providers: list[str]) -> str | None:
         import onnxruntime as ort
 
         if so.graph_optimization_level != ort.GraphOptimizationLevel.ORT_ENABLE_BASIC:
-            raise RuntimeError("This is an invalid model. Error: two nodes with same node name")
-        self._real = type(self).real(path, so, providers=providers)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+            return "This is an invalid model. Error: two nodes with same node name"
+        return None
 
 
 def test_a_graph_the_optimiser_breaks_runs_with_basic_optimisations(
@@ -125,7 +135,7 @@ def test_a_graph_the_optimiser_breaks_runs_with_basic_optimisations(
 ) -> None:
     import onnxruntime as ort
 
-    _BrokenOptimizer.real = ort.InferenceSession
+    _FakeSession.real = ort.InferenceSession
     monkeypatch.setattr(ort, "InferenceSession", _BrokenOptimizer)
     with caplog.at_level(logging.WARNING):
         m = EmotionModel(BUNDLED_MODEL, providers="cpu")

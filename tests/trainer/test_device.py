@@ -132,23 +132,12 @@ def test_two_gloo_processes_follow_one_process_with_the_same_global_batch(
 ) -> None:
     data = _folder(tmp_path / "data")
     runs = tmp_path / "runs"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    one = subprocess.run(
-        [sys.executable, "-m", "trainer.train", "--device", "cpu", *_overrides(data, runs, "one")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    one = _run(["-m", "trainer.train", "--device", "cpu", *_overrides(data, runs, "one")])
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run(
+    torchrun = ["-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    two = _run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
+            *torchrun,
             "--master-port",
             str(_free_port()),
             "-m",
@@ -156,12 +145,7 @@ def test_two_gloo_processes_follow_one_process_with_the_same_global_batch(
             "--device",
             "cpu",
             *_overrides(data, runs, "two"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        ]
     )
     assert two.returncode == 0, two.stderr[-3000:]
     # Rank 0 alone writes: one metrics line per epoch, one "done", one device line.
@@ -176,6 +160,14 @@ def test_two_gloo_processes_follow_one_process_with_the_same_global_batch(
     assert m2[-1]["train_loss"] < 0.7 * m2[0]["train_loss"]
     for a, b in zip(m1, m2, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=DDP_LOSS_RTOL)
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from the repository, one OpenMP thread per process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _free_port() -> int:
