@@ -75,6 +75,25 @@ def test_daemon_wide_counters_are_exported() -> None:
     assert got["edge_commands_unknown_camera_total"] == 5
 
 
+def test_model_info_names_the_provider_and_the_cpu() -> None:
+    health = Health(healthy=True, ready=True, problems=[], cameras={})
+    labels = {"file": "emotion.onnx", "provider": "CPUExecutionProvider", "int8_dot_product": "no"}
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(DaemonCollector(list, dict, lambda: health, dict, lambda: labels))
+    text = generate_latest(reg).decode()
+    (info,) = [
+        s
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "edge_model_info"
+    ]
+    assert info.labels == labels and info.value == 1
+    # Before the model is loaded there is nothing to say: no sample at all.
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(DaemonCollector(list, dict, lambda: health, dict, dict))
+    assert "edge_model_info" not in generate_latest(reg).decode()
+
+
 def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
     with app_serving(tmp_path / "c.yaml", mosquitto.port, "metrics") as (app, url):
         deadline = time.monotonic() + 30
