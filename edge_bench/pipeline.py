@@ -28,6 +28,7 @@ import numpy as np
 from edge_daemon.classify.model import EmotionModel, ModelLoadError
 from edge_daemon.config import AppConfig, ConfigError, load_config
 from edge_daemon.detect.blazeface import DetectorError, InterpreterPool
+from edge_daemon.ops.cpu import cpu_info
 from edge_daemon.types import Frame
 
 BENCH_QUEUE = 4  # decoded frames buffered per stream (decode runs ahead of analysis)
@@ -127,7 +128,7 @@ def run_bench(
     cfg = _config_for(source, config)
     try:
         model = EmotionModel(
-            cfg.model.resolved_path(),
+            cfg.model.choose(cpu_info().int8_dot).path,  # what the daemon would run here
             cfg.model.providers,
             cfg.model.intra_op_threads,
             cfg.model.tta_hflip,

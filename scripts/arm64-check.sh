@@ -135,7 +135,7 @@ fi
 say "installed: $(grep -E '^(onnxruntime|ai-edge-litert|numpy|opencv-python-headless|edge-daemon)=' "$out/aarch64-packages.txt" | tr '\n' ' ')"
 
 # --- same boxes, same probabilities -----------------------------------------------
-models=(--model fast --model fer2013)
+models=(--model fast --model nano --model fer2013)  # nano: auto's choice without dot products
 rec=(record --frames 6 --every 10 "${models[@]}")
 for v in "${videos[@]}"; do rec+=(--video "$v"); done
 say "recording the x86-64 reference"

@@ -111,6 +111,8 @@ class App:
         self.store: OutboxStore | None = None
         self.model: EmotionModel | None = None
         self.cpu = cpu_info()  # read once: /proc/cpuinfo does not change under us
+        # The model file for this CPU (model.bundled auto: by int8 dot products).
+        self.model_choice = cfg.model.choose(self.cpu.int8_dot)
         self._detector_pool: InterpreterPool | None = None
         self.cameras: list[CameraRuntime] = []
         self.http: list[HttpService] = []
@@ -151,8 +153,10 @@ class App:
         self.publisher.start()
         # The CPU decides the classifier's speed (int8 dot products: ~5x): say which.
         log.info("cpu: %s", self.cpu.line())
+        choice = self.model_choice
+        log.info("model: %s (%s)", choice.bundled or choice.path, choice.reason)
         self.model = EmotionModel(
-            cfg.model.resolved_path(),
+            choice.path,
             cfg.model.providers,
             cfg.model.intra_op_threads,
             cfg.model.tta_hflip,
@@ -594,8 +598,18 @@ class App:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "cameras": cams,
             "mqtt": self.publisher.stats() if self.publisher else {},
-            **({"model": self.model.info.describe()} if self.model is not None else {}),
+            **({"model": self._model_stats()} if self.model is not None else {}),
             "cpu": self.cpu.describe(),
+        }
+
+    def _model_stats(self) -> dict[str, Any]:
+        """The stats document's ``model``: the file, where it runs, and why this one."""
+        assert self.model is not None
+        return {
+            **self.model.info.describe(),
+            "bundled": self.model_choice.bundled,
+            "bundled_requested": None if self.cfg.model.path else self.cfg.model.bundled,
+            "choice": self.model_choice.reason,
         }
 
     def _model_labels(self) -> dict[str, str]:
@@ -605,6 +619,7 @@ class App:
         info = self.model.info
         return {
             "file": info.path.name,
+            "bundled": self.model_choice.bundled or "",
             "sha256": info.sha256[:12],
             "provider": info.providers[0] if info.providers else "",
             "providers_requested": info.requested,

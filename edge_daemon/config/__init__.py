@@ -18,7 +18,7 @@ from edge_daemon.config.loader import (
     warn_insecure_permissions,
 )
 from edge_daemon.config.schema import (
-    BUNDLED_MODEL_PATH,
+    AUTO_BUNDLED,
     BUNDLED_MODELS,
     EMOTIONS,
     NAME_PATTERN,
@@ -36,6 +36,7 @@ from edge_daemon.config.schema import (
     LiveViewConfig,
     MetricsConfig,
     MjpegSource,
+    ModelChoice,
     ModelConfig,
     MqttConfig,
     RtspSource,
@@ -48,8 +49,8 @@ from edge_daemon.config.schema import (
 )
 
 __all__ = [
+    "AUTO_BUNDLED",
     "BUNDLED_MODELS",
-    "BUNDLED_MODEL_PATH",
     "EMOTIONS",
     "NAME_PATTERN",
     "SOURCE_TYPES",
@@ -68,6 +69,7 @@ __all__ = [
     "LiveViewConfig",
     "MetricsConfig",
     "MjpegSource",
+    "ModelChoice",
     "ModelConfig",
     "MqttConfig",
     "RtspSource",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -52,8 +52,8 @@ from edge_daemon.track.tracker import (
 )
 
 __all__ = [
+    "AUTO_BUNDLED",
     "BUNDLED_MODELS",
-    "BUNDLED_MODEL_PATH",
     "EMOTIONS",
     "NAME_PATTERN",
     "SOURCE_TYPES",
@@ -70,6 +70,7 @@ __all__ = [
     "LiveViewConfig",
     "MetricsConfig",
     "MjpegSource",
+    "ModelChoice",
     "ModelConfig",
     "MqttConfig",
     "RtspSource",
@@ -92,14 +93,29 @@ _MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 #: The emotion models shipped inside the package, by ``model.bundled`` name (used when
 #: ``model.path`` is null); edge_daemon/models/MODEL_CARD.md describes each. ``ferplus``
 #: is the default's former name (the FER+ model became the default): the same file.
+#: ``auto`` is not a file: :meth:`ModelConfig.choose` turns it into ``fast`` or ``nano``.
 BUNDLED_MODELS: dict[str, Path] = {
     "fast": _MODELS_DIR / "emotion.onnx",
+    "nano": _MODELS_DIR / "emotion_nano.onnx",
     "ferplus": _MODELS_DIR / "emotion.onnx",
     "fer2013": _MODELS_DIR / "emotion_fer2013.onnx",
     "accurate": _MODELS_DIR / "emotion_accurate.onnx",
 }
-#: The default bundled model.
-BUNDLED_MODEL_PATH = BUNDLED_MODELS["fast"]
+#: What ``model.bundled: auto`` runs on a CPU with int8 dot-product instructions
+#: (AVX-512 VNNI, AVX-VNNI, AMX, ARM asimddp) and on one without. Without them
+#: onnxruntime's int8 convolutions are about 5x slower, and the default (141 M
+#: multiply-adds per face) leaves the 0.5 ms per-face budget; nano (38 M) keeps near it
+#: for about 1 point of end-to-end accuracy and 0.05 of macro F1 (MODEL_CARD.md).
+AUTO_BUNDLED: dict[bool, str] = {True: "fast", False: "nano"}
+
+
+class ModelChoice(NamedTuple):
+    """The model file the daemon loads, and why (for the start-up log and the stats)."""
+
+    path: Path
+    bundled: str | None  # the bundled model's name; None for model.path
+    reason: str
+
 
 _USB_DEVICE_RE = re.compile(r"^/dev/video\d+$")
 
@@ -173,17 +189,19 @@ class ModelConfig(StrictModel):
         description="ONNX emotion model; null = the bundled one chosen by model.bundled. "
         "Relative paths are resolved against the config file's directory.",
     )
-    bundled: Literal["fast", "ferplus", "fer2013", "accurate"] = Field(
-        "fast",
-        description="bundled model used when path is null. fast (the default; ferplus is "
-        "the same file): edgefer2 trained on the FER+ crowd votes, right on 87.7% of the "
-        "faces found in labelled photos of real people through the daemon's own detector "
-        "and crop (macro F1 0.44), 81.5% against the FER+ majority on FER+ val; fer2013: "
-        "the FER-2013-label model, 69.1% on FER-2013 PublicTest (for comparison with "
-        "published work) but 63.7% on those photos, calling most neutral faces sad or "
-        "angry; accurate: two earlier FER-2013 models averaged in one graph, 68.7%, twice "
-        "the cost. All 0.35 ms per face on one VNNI core (0.70 ms accurate). Figures from "
-        "edge_daemon/models/MODEL_CARD.md",
+    bundled: Literal["auto", "fast", "nano", "ferplus", "fer2013", "accurate"] = Field(
+        "auto",
+        description="bundled model used when path is null. auto (the default): fast on a "
+        "CPU with int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX, ARM asimddp), nano on "
+        "one without. fast (ferplus is the same file): edgefer2 trained on the FER+ crowd "
+        "votes, right on 87.7% of the faces found in labelled photos of real people "
+        "through the daemon's own detector and crop (macro F1 0.44), 81.5% against the "
+        "FER+ majority on FER+ val; nano: a quarter of its multiply-adds, distilled from "
+        "it, 86.8% (macro F1 0.39), 76.4% on FER+ val, 2.5x faster on a VNNI CPU; "
+        "fer2013: the FER-2013-label model, 69.1% on FER-2013 PublicTest (for comparison "
+        "with published work) but 63.7% on those photos, calling most neutral faces sad "
+        "or angry; accurate: two earlier FER-2013 models averaged in one graph, 68.7%, "
+        "twice the cost. Figures from edge_daemon/models/MODEL_CARD.md",
     )
     providers: Literal["auto", "cpu", "cuda", "openvino", "tensorrt"] = Field(
         "auto",
@@ -215,9 +233,17 @@ class ModelConfig(StrictModel):
             )
         return self
 
-    def resolved_path(self) -> Path:
-        """The model file to load: ``path`` or the bundled model."""
-        return self.path if self.path is not None else BUNDLED_MODELS[self.bundled]
+    def choose(self, int8_dot: bool) -> ModelChoice:
+        """The model file to load on a CPU with (or without) int8 dot products:
+        ``path``, the bundled model named, or ``auto``'s choice (:data:`AUTO_BUNDLED`)."""
+        if self.path is not None:
+            return ModelChoice(self.path, None, "model.path")
+        if self.bundled != "auto":
+            return ModelChoice(BUNDLED_MODELS[self.bundled], self.bundled, "model.bundled")
+        name = AUTO_BUNDLED[int8_dot]
+        cpu = "with" if int8_dot else "without"
+        reason = f"model.bundled auto: this CPU is {cpu} int8 dot products"
+        return ModelChoice(BUNDLED_MODELS[name], name, reason)
 
 
 class DetectorConfig(StrictModel):

@@ -199,15 +199,32 @@ def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -
         assert d.stop() < STOP_LIMIT_S
     finally:
         col.close()
+    # model.bundled auto: the model for this CPU, and the log says why.
+    from edge_daemon.config import AUTO_BUNDLED
+    from edge_daemon.ops.cpu import cpu_info
+
+    dot = cpu_info().int8_dot
+    cpu = "with" if dot else "without"
+    expected = f"model: {AUTO_BUNDLED[dot]} (model.bundled auto: this CPU is {cpu} int8 dot"
+    assert expected in d.log(), d.log()
     assert "Traceback" not in d.log(), d.log()
 
 
 @pytest.mark.slow
-def test_accurate_bundled_model_runs_and_stats_name_it(
-    mosquitto: Any, mqtt_collector: Callable[..., MqttCollector], daemon: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("bundled", "arch"), [("accurate", "edgefer2+edgefer2"), ("nano", "edgefer2")]
+)
+def test_bundled_model_runs_and_stats_name_it(
+    mosquitto: Any,
+    mqtt_collector: Callable[..., MqttCollector],
+    daemon: Any,
+    tmp_path: Path,
+    bundled: str,
+    arch: str,
 ) -> None:
-    """model.bundled: accurate loads the two-member ensemble; the stats document says
-    which model file (by hash) the daemon runs, valid against the published schema."""
+    """model.bundled loads that model (accurate: the two-member ensemble; nano: what auto
+    runs without int8 dot products); the stats document says which model file (by hash)
+    the daemon runs and why, valid against the published schema."""
     import hashlib
 
     from edge_daemon.config import BUNDLED_MODELS
@@ -217,7 +234,7 @@ def test_accurate_bundled_model_runs_and_stats_name_it(
         tmp_path / "cfg.yaml",
         mosquitto.port,
         [{"name": "s", "source": {"type": "sample"}}],
-        model={"bundled": "accurate"},
+        model={"bundled": bundled},
     )
     d = daemon(cfg)
     col.wait_for(
@@ -231,11 +248,14 @@ def test_accurate_bundled_model_runs_and_stats_name_it(
     stats = col.on("edge/stats")[-1].json()
     jsonschema.validate(stats, load_schema("stats"))
     model = stats["model"]
-    path = BUNDLED_MODELS["accurate"]
+    path = BUNDLED_MODELS[bundled]
     assert model["file"] == path.name
     assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert model["arch"] == "edgefer2+edgefer2" and model["tta_hflip"] is False
+    assert model["arch"] == arch and model["tta_hflip"] is False
     assert model["providers"] == ["CPUExecutionProvider"] and model["provider_fallback"] is None
+    assert (model["bundled"], model["bundled_requested"]) == (bundled, bundled)
+    assert model["choice"] == "model.bundled"
+    assert f"model: {bundled} (model.bundled)" in d.log()
     assert stats["cpu"]["cores"] >= 1 and isinstance(stats["cpu"]["int8_dot_product"], bool)
     assert f"cpu: {stats['cpu']['model']}" in d.log()
     assert "Traceback" not in d.log(), d.log()

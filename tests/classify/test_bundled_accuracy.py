@@ -14,9 +14,14 @@ from edge_daemon.config import BUNDLED_MODELS
 
 CARD = BUNDLED_MODELS["fast"].parent / "MODEL_CARD.md"
 # The card's table rows of each bundled model (model.bundled name -> row name suffix).
-ROW_SUFFIX = {"fast": "", "accurate": " (accurate)", "fer2013": " (fer2013)"}
+ROW_SUFFIX = {
+    "fast": "",
+    "nano": " (nano)",
+    "accurate": " (accurate)",
+    "fer2013": " (fer2013)",
+}
 # The labels each one is scored against: (data file under the data dir, images in val).
-VAL_DATA = {"fast": "ferplus", "accurate": "fer2013", "fer2013": "fer2013"}
+VAL_DATA = {"fast": "ferplus", "nano": "ferplus", "accurate": "fer2013", "fer2013": "fer2013"}
 # Names that are aliases of another bundled name's file (scored once, under that name).
 ALIASES = {"ferplus": "fast"}
 VAL_SIZE = {"fer2013": 3589, "ferplus": 3579}

@@ -10,7 +10,6 @@ import pytest
 from pydantic import SecretStr
 
 from edge_daemon.config import (
-    BUNDLED_MODEL_PATH,
     BUNDLED_MODELS,
     AppConfig,
     ConfigError,
@@ -47,17 +46,27 @@ def test_default_config_yaml_loads() -> None:
     )
     assert (config.mqtt.host, config.mqtt.port) == ("127.0.0.1", 1883)
     assert config.model.path is None
-    assert config.model.resolved_path() == BUNDLED_MODEL_PATH
+    assert config.model.bundled == "auto"
 
 
 def test_bundled_model_choice() -> None:
     accurate = load_config_text(
         "model: {bundled: accurate}\ncameras:\n  - name: c\n    source: {type: sample}\n"
     )
-    assert accurate.model.resolved_path() == BUNDLED_MODELS["accurate"]
-    assert BUNDLED_MODELS["accurate"] != BUNDLED_MODEL_PATH == BUNDLED_MODELS["fast"]
+    for int8_dot in (True, False):  # a named model is that model on every CPU
+        choice = accurate.model.choose(int8_dot)
+        assert choice == (BUNDLED_MODELS["accurate"], "accurate", "model.bundled")
+    assert len(set(BUNDLED_MODELS.values())) == len(BUNDLED_MODELS) - 1  # ferplus = fast
     for path in BUNDLED_MODELS.values():
         assert path.is_file(), f"{path} is not shipped in the package"
+
+
+def test_auto_runs_fast_with_int8_dot_products_and_nano_without() -> None:
+    auto = load_config_text("cameras:\n  - name: c\n    source: {type: sample}\n").model
+    fast, nano = auto.choose(int8_dot=True), auto.choose(int8_dot=False)
+    assert (fast.path, fast.bundled) == (BUNDLED_MODELS["fast"], "fast")
+    assert (nano.path, nano.bundled) == (BUNDLED_MODELS["nano"], "nano")
+    assert "without int8 dot products" in nano.reason and "auto" in nano.reason
 
 
 def test_default_config_yaml_sets_schema_defaults_elsewhere() -> None:
@@ -211,7 +220,12 @@ def test_relative_paths_resolve_against_config_dir(
     monkeypatch.chdir(tmp_path)  # somewhere else than the config dir
     config = load_config(Path("etc/config.yaml"))
     assert config.model.path == conf_dir / "models" / "fer.onnx"
-    assert config.model.resolved_path() == conf_dir / "models" / "fer.onnx"
+    for int8_dot in (True, False):  # the user's file wins over auto on every CPU
+        assert config.model.choose(int8_dot) == (
+            conf_dir / "models" / "fer.onnx",
+            None,
+            "model.path",
+        )
     source = config.cameras[0].source
     assert isinstance(source, FileSource)
     assert source.path == conf_dir / "videos" / "a.mp4"

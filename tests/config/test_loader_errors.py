@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_daemon.config import (
-    BUNDLED_MODEL_PATH,
+    BUNDLED_MODELS,
     EMOTIONS,
     SOURCE_TYPES,
     ConfigError,
@@ -353,11 +353,11 @@ CASES: list[tuple[str, str, str, str]] = [
         "bundled-model-literal",
         CAM + "model:\n  bundled: precise # <--\n",
         "model.bundled",
-        "must be one of: fast, ferplus, fer2013, accurate",
+        "must be one of: auto, fast, nano, ferplus, fer2013, accurate",
     ),
     (
         "model-path-and-bundled",
-        CAM + f"model:\n  path: {BUNDLED_MODEL_PATH}\n  bundled: accurate # <--\n",
+        CAM + f"model:\n  path: {BUNDLED_MODELS['fast']}\n  bundled: accurate # <--\n",
         "model.bundled",
         "model.path and model.bundled are both set",
     ),
