@@ -2,7 +2,7 @@
 
     python -m trainer.evaluate_events [MODEL.onnx | fast | ferplus | accurate ...]
         [--data DIR] [--neutral N] [--expressive N] [--seconds S] [--fps F]
-        [--set KEY=V1,V2 ...] [--videos] [--json]
+        [--set KEY=V1,V2 ...] [--fold all|tune|check] [--videos] [--json]
 
 The event policy turns per-frame probabilities into the events subscribers act on; a
 model that calls a neutral face "sad" for one second in ten becomes a stream of false
@@ -17,13 +17,18 @@ plus one alert rule per non-neutral emotion at the schema's default thresholds:
   ``start``/``update`` naming another emotion, and every alert, is a false event.
 * **expressive clips**: the photos labelled with another emotion, the same way: is the
   labelled emotion reported, and how long after the face appears (the detection delay
-  the policy's ``establish_s`` and smoothing cost)?
+  the policy's ``establish_s`` and smoothing cost)? They are taken in turn from each
+  emotion (all of a rare one when it has fewer), so that happy faces, most of the
+  photos, do not decide the figure alone; it is also given per emotion.
 * ``--videos``: the shared videos (no labels): events per minute, confirmed track ids,
   the most faces tracked at once; ids per concurrent face says how often one person's
   track broke into several.
 
 ``--set events.establish_s=0.5,1.0 --set events.min_confidence=0.45,0.6`` runs every
 combination side by side (any ``section.key`` of the daemon config), for tuning.
+``--fold tune`` and ``--fold check`` split every emotion's photos in two halves (even and
+odd positions): choose settings on one, report them on the other, so the figure a
+default is shipped with was not the one it was picked on.
 """
 
 from __future__ import annotations
@@ -149,11 +154,15 @@ def neutral_report(results: list[ClipResult], seconds: float) -> dict:
 
 def expressive_report(results: list[ClipResult], t0: float = 1000.0) -> dict:
     delays, hits, first_right = [], 0, 0
+    by_emotion: dict[str, list[int]] = {}  # emotion -> [reported, clips]
     for r in results:
         ev = _emotion_events(r)
         right = [e for e in ev if e.emotion == r.label]
+        seen = by_emotion.setdefault(r.label, [0, 0])
+        seen[1] += 1
         if right:
             hits += 1
+            seen[0] += 1
             # ts is wall time: 1.7e9 + seconds since the clip began.
             delays.append(right[0].ts - 1.7e9)
         if ev and ev[0].emotion == r.label:
@@ -164,6 +173,7 @@ def expressive_report(results: list[ClipResult], t0: float = 1000.0) -> dict:
         "first_event_right": first_right,
         "median_delay_s": float(np.median(delays)) if delays else None,
         "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
+        "reported_by_emotion": dict(sorted(by_emotion.items())),
     }
 
 
@@ -215,6 +225,37 @@ def _spread(idx: list[int], k: int) -> list[int]:
     return [idx[j] for j in np.linspace(0, len(idx) - 1, k).round().astype(int)]
 
 
+#: ``--fold`` -> which positions of each emotion's photo list it keeps.
+FOLDS = {"all": slice(None), "tune": slice(0, None, 2), "check": slice(1, None, 2)}
+
+
+def _balanced(by_class: dict[str, list[int]], k: int) -> list[int]:
+    """``k`` items taken in turn from each class (each class's share spread over it);
+    all of them when ``k`` is 0 or at least their number. Sorted by position."""
+    total = sum(len(v) for v in by_class.values())
+    if not k or k >= total:
+        return sorted(i for v in by_class.values() for i in v)
+    share = dict.fromkeys(by_class, 0)
+    while sum(share.values()) < k:
+        for c, items in by_class.items():
+            if share[c] < len(items) and sum(share.values()) < k:
+                share[c] += 1
+    return sorted(i for c, items in by_class.items() for i in _spread(items, share[c]))
+
+
+def select_clips(
+    labels: list[int], neutral: int, expressive: int, fold: str = "all"
+) -> tuple[list[int], list[int]]:
+    """Photo indices of the neutral clips (spread over the neutral photos) and of the
+    expressive ones (balanced over the other emotions), within ``fold``."""
+    by_class: dict[str, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(FER_LABELS[y], []).append(i)
+    part = {c: v[FOLDS[fold]] for c, v in sorted(by_class.items())}
+    neutral_idx = _spread(part.pop("neutral", []), neutral)
+    return neutral_idx, _balanced(part, expressive)
+
+
 def _grid(sets: list[str]) -> list[dict[str, Any]]:
     keys, values = [], []
     for s in sets:
@@ -229,14 +270,12 @@ def _grid(sets: list[str]) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     paths, labels = load_inthewild(data / "inthewild")
-    neutral_idx = [i for i, y in enumerate(labels) if FER_LABELS[y] == "neutral"]
-    other_idx = [i for i, y in enumerate(labels) if FER_LABELS[y] != "neutral"]
-    neutral_idx, other_idx = _spread(neutral_idx, args.neutral), _spread(other_idx, args.expressive)
+    neutral_idx, other_idx = select_clips(labels, args.neutral, args.expressive, args.fold)
     photos = {i: cv2.imread(str(paths[i]), cv2.IMREAD_COLOR) for i in neutral_idx + other_idx}
     for i, img in photos.items():
         if img is None:
             raise E2EError(f"{paths[i]}: not a readable image")
-    report: dict = {"seconds": args.seconds, "fps": args.fps, "runs": []}
+    report: dict = {"seconds": args.seconds, "fps": args.fps, "fold": args.fold, "runs": []}
     for overrides in _grid(args.set):
         try:
             cfg = base_config(overrides)
@@ -271,8 +310,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def format_report(r: dict) -> str:
     lines = [
-        f"{r['seconds']:g} s clips at {r['fps']:g} fps; neutral: false start/update/alert "
-        "events on neutral faces; expressive: labelled emotion reported, median delay"
+        f"{r['seconds']:g} s clips at {r['fps']:g} fps, photos: {r.get('fold', 'all')}; "
+        "neutral: false start/update/alert events on neutral faces; expressive: labelled "
+        "emotion reported, median delay"
     ]
     head = (
         f"{'model':<12}{'settings':<44}{'false/min':>10}{'clips w/ false':>16}"
@@ -290,6 +330,9 @@ def format_report(r: dict) -> str:
             f"{n['clips_with_false_event']:>9}/{n['clips']:<6}"
             f"{x['reported']:>5}/{x['clips']:<4}{delay:>9}"
         )
+        per = x.get("reported_by_emotion", {})
+        if per:
+            lines.append("    reported: " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in per.items()))
         for v, s in e.get("videos", {}).items():
             lines.append(
                 f"    {v:<30} ids {s['confirmed_track_ids']:>3} "
@@ -308,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     ap.add_argument("--fps", type=float, default=DEFAULT_FPS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2")
+    ap.add_argument(
+        "--fold",
+        choices=sorted(FOLDS),
+        default="all",
+        help="all photos, or one half of each emotion's (tune: even positions, check: odd)",
+    )
     ap.add_argument("--videos", action="store_true", help="also replay the shared videos")
     ap.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = ap.parse_args(argv)

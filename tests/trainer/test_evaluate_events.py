@@ -52,6 +52,28 @@ def test_expressive_report_measures_the_delay_of_the_labelled_emotion() -> None:
     r = ev.expressive_report([late, quick, never])
     assert (r["clips"], r["reported"], r["first_event_right"]) == (3, 2, 1)
     assert r["median_delay_s"] == pytest.approx(1.5)
+    assert r["reported_by_emotion"] == {"happy": [2, 2], "sad": [0, 1]}
+
+
+def test_folds_split_every_emotion_in_two_disjoint_halves() -> None:
+    # FER order: 3 happy, 4 sad, 6 neutral; 40 happy, 3 sad, 10 neutral photos.
+    labels = [3] * 40 + [4] * 3 + [6] * 10
+    tune, check = (ev.select_clips(labels, 0, 0, f) for f in ("tune", "check"))
+    everything = ev.select_clips(labels, 0, 0, "all")
+    for a, b, every in zip(tune, check, everything, strict=True):
+        assert not set(a) & set(b) and sorted(a + b) == sorted(every)
+    sad = [i for i in everything[1] if labels[i] == 4]
+    assert [i for i in tune[1] if labels[i] == 4] == sad[0::2]
+
+
+def test_expressive_clips_are_balanced_over_the_emotions() -> None:
+    labels = [3] * 40 + [4] * 3 + [5] * 10 + [6] * 10
+    neutral, expressive = ev.select_clips(labels, 4, 12)
+    assert len(neutral) == 4 and all(labels[i] == 6 for i in neutral)
+    counts = {y: sum(labels[i] == y for i in expressive) for y in (3, 4, 5)}
+    # every sad photo (fewer than a share), the rest split between happy and surprise
+    assert counts == {3: 5, 4: 3, 5: 4} or counts == {3: 4, 4: 3, 5: 5}
+    assert len(set(expressive)) == 12
 
 
 def test_grid_is_the_product_of_the_settings() -> None:
