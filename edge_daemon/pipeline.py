@@ -105,7 +105,9 @@ class CameraAnalyzer:
         self.max_batch = cfg.model.max_batch
         # ``detectors``: the interpreters shared by every camera (the daemon passes one
         # pool); without it this camera gets a pool of its own.
-        self.detector = FaceDetector(DetectorParams.from_config(cfg.detector), detectors)
+        self.detector = FaceDetector(
+            DetectorParams.from_config(cfg.detector, cfg.tracker.weak_min_confidence), detectors
+        )
         self.tracker_params = TrackerParams.from_config(cfg.tracker)
         self.tracker = IouTracker(self.tracker_params, len(model.labels))
         self.policy = EventPolicy(
@@ -142,6 +144,7 @@ class CameraAnalyzer:
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
         observations: list[FaceObservation] | None = None
+        weak = None
         due = self._detection_due(frame.seq) or self._unsettled or self.detect_every_frame
         if frame.image is not None and due:
             self._last_detect_seq = frame.seq
@@ -150,7 +153,7 @@ class CameraAnalyzer:
             t1 = time.perf_counter()
             self.last_boxes, self.last_boxes_seq = det.xyxy, frame.seq
             detect_ms = (t1 - t0) * 1000
-            observations = []
+            observations, weak = [], det.weak_xyxy
             if len(det):
                 # The detector caps faces per frame (max_faces); batch them to max_batch.
                 crops = crop_faces(frame.image, det.xyxy, self.model.contract)
@@ -165,7 +168,7 @@ class CameraAnalyzer:
                     FaceObservation((float(x0), float(y0), float(x1), float(y1)), float(s), p)
                     for (x0, y0, x1, y1), s, p in zip(det.xyxy, det.scores, probs, strict=True)
                 ]
-        upd = self.tracker.update(now, observations)
+        upd = self.tracker.update(now, observations, weak)
         self.last_tracks = tuple(upd.tracks)
         if observations is not None:
             # Detector and tracker disagree (a face not yet confirmed, or a confirmed

@@ -65,22 +65,30 @@ class Frame:
 class Detections:
     """Face boxes of one frame in pixel coordinates, ``xyxy`` float32 [N, 4].
 
-    ``scores`` is float32 [N]. Validated at construction so downstream stages never
-    see mismatched lengths or inverted boxes.
+    ``scores`` is float32 [N]. ``weak_xyxy`` [M, 4] are the faces scored below the
+    detector's ``min_confidence`` but above its weak floor, overlapping no face above
+    it: too unsure to report or classify, sure enough to keep a confirmed track of a
+    face that looks down or turns for a moment (the tracker's second matching stage).
+    Validated at construction so downstream stages never see mismatched lengths or
+    inverted boxes.
     """
 
     xyxy: np.ndarray
     scores: np.ndarray
+    weak_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        weak = np.asarray(self.weak_xyxy, dtype=np.float32).reshape(-1, 4)
         if len(xyxy) != len(scores):
             raise ValueError(f"Detections: {len(xyxy)} boxes but {len(scores)} scores")
-        if len(xyxy) and (np.any(xyxy[:, 2] < xyxy[:, 0]) or np.any(xyxy[:, 3] < xyxy[:, 1])):
-            raise ValueError("Detections: boxes must be x1<=x2, y1<=y2")
+        for b in (xyxy, weak):
+            if len(b) and (np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])):
+                raise ValueError("Detections: boxes must be x1<=x2, y1<=y2")
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "weak_xyxy", weak)
 
     @classmethod
     def empty(cls) -> Detections:

@@ -22,7 +22,9 @@ plus one alert rule per non-neutral emotion at the schema's default thresholds:
   photos, do not decide the figure alone; it is also given per emotion.
 * ``--videos``: the shared videos (no labels): events per minute, confirmed track ids,
   the most faces tracked at once; ids per concurrent face says how often one person's
-  track broke into several.
+  track broke into several, and ``suspected_id_breaks`` counts the new ids that appear
+  within a face width of where another track was seen less than ``max_missed_s`` ago
+  (a face that lost its id, or two faces crossing: an upper bound without labels).
 
 ``--set events.establish_s=0.5,1.0 --set events.min_confidence=0.45,0.6`` runs every
 combination side by side (any ``section.key`` of the daemon config), for tuning.
@@ -177,6 +179,27 @@ def expressive_report(results: list[ClipResult], t0: float = 1000.0) -> dict:
     }
 
 
+def is_rebirth(
+    box: tuple[float, float, float, float],
+    t: float,
+    recent: dict[int, tuple[float, tuple[float, float, float, float]]],
+    window_s: float,
+) -> bool:
+    """Whether a new id's first box is probably a face that already had an id: it is
+    within one face width of where another track was last seen, at most ``window_s``
+    ago (the tracker's ``max_missed_s``: a track lost later than that is a new id by
+    design). ``recent``: id -> (time last matched, box then)."""
+    x0, y0, x1, y1 = box
+    w = max(x1 - x0, y1 - y0, 1e-6)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    for seen, (a0, b0, a1, b1) in recent.values():
+        if t - seen > window_s + 1e-9:
+            continue
+        if abs((a0 + a1) / 2 - cx) < w and abs((b0 + b1) / 2 - cy) < w:
+            return True
+    return False
+
+
 def video_report(cfg: AppConfig, model: EmotionModel, pool: InterpreterPool, path: Path) -> dict:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -194,10 +217,18 @@ def video_report(cfg: AppConfig, model: EmotionModel, pool: InterpreterPool, pat
     analyzer.open()
     events: list[Event] = []
     ids: set[int] = set()
-    most = n = 0
+    recent: dict[int, tuple[float, tuple[float, float, float, float]]] = {}
+    most = n = reborn = 0
     for i, img in enumerate(frames()):
-        events += analyzer.process(Frame("clip", i, 1.7e9 + i / fps, 1000.0 + i / fps, img))
-        ids.update(t.track_id for t in analyzer.last_tracks)
+        t = i / fps
+        events += analyzer.process(Frame("clip", i, 1.7e9 + t, 1000.0 + t, img))
+        for tr in analyzer.last_tracks:
+            if tr.track_id not in ids:
+                reborn += is_rebirth(tr.xyxy, t, recent, cfg.tracker.max_missed_s)
+            ids.add(tr.track_id)
+            recent[tr.track_id] = (
+                (t, tr.xyxy) if tr.observed else recent.get(tr.track_id, (t, tr.xyxy))
+            )
         most = max(most, len(analyzer.last_tracks))
         n = i + 1
     events += analyzer.flush()
@@ -210,6 +241,7 @@ def video_report(cfg: AppConfig, model: EmotionModel, pool: InterpreterPool, pat
         "confirmed_track_ids": len(ids),
         "most_tracks_at_once": most,
         "ids_per_concurrent_face": len(ids) / most if most else None,
+        "suspected_id_breaks": reborn,
         "tracks_started": len(started),
         "start_update_per_minute": len([e for e in events if e.type in ("start", "update")])
         / max(minutes, 1e-9),
@@ -336,7 +368,8 @@ def format_report(r: dict) -> str:
         for v, s in e.get("videos", {}).items():
             lines.append(
                 f"    {v:<30} ids {s['confirmed_track_ids']:>3} "
-                f"(at once {s['most_tracks_at_once']}), "
+                f"(at once {s['most_tracks_at_once']}, suspected breaks "
+                f"{s['suspected_id_breaks']}), "
                 f"{s['start_update_per_minute']:.1f} events/min, alerts {s['alerts']}"
             )
     return "\n".join(lines)

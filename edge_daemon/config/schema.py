@@ -49,6 +49,7 @@ from edge_daemon.track.tracker import (
     DEFAULT_MAX_MISSED_S,
     DEFAULT_MIN_HITS,
     DEFAULT_SMOOTHING_HALF_LIFE_S,
+    DEFAULT_WEAK_MIN_CONFIDENCE,
 )
 
 __all__ = [
@@ -314,6 +315,15 @@ class TrackerConfig(StrictModel):
         ge=0,
         le=30,
         description="EMA half-life of the class probabilities, seconds; 0 = no smoothing",
+    )
+    weak_min_confidence: float = Field(
+        DEFAULT_WEAK_MIN_CONFIDENCE,
+        ge=0.05,
+        le=0.99,
+        description="faces the detector scores from this up to detector.min_confidence "
+        "may extend a confirmed track (a face looking down or turning keeps its id); they "
+        "never start a track and are not classified. At or above detector.min_confidence: "
+        "off",
     )
 
 

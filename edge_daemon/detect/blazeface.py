@@ -118,9 +118,12 @@ def decode(
         keep, r = keep[ok], r[ok]
         if not len(keep):
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-    centre = anchors[keep] * input_size + r[:, :2]
-    half = r[:, 2:4] / 2
-    return np.concatenate([centre - half, centre + half], axis=1), scores[keep]
+    with np.errstate(over="ignore"):  # a huge finite regressor output overflows to inf
+        centre = anchors[keep] * input_size + r[:, :2]
+        half = r[:, 2:4] / 2
+        out = np.concatenate([centre - half, centre + half], axis=1)
+    finite = np.isfinite(out).all(axis=1)
+    return out[finite], scores[keep][finite]
 
 
 def weighted_nms(
@@ -145,7 +148,8 @@ def weighted_nms(
         joins = overlap > iou_threshold
         joins[0] = True
         members = remaining[joins]
-        w = scores[members]
+        # float64: a cluster of huge (finite) float32 boxes would overflow its sum.
+        w = scores[members].astype(np.float64)
         total = float(w.sum())
         merged = (boxes[members] * w[:, None]).sum(axis=0) / total if total > 0 else boxes[top]
         out_boxes.append(merged)
@@ -161,15 +165,21 @@ class DetectorParams:
     max_faces: int = 20
     min_face_px: int = 20  # in original frame pixels
     threads: int = 1
+    # Faces scored from this up to min_confidence come back as ``weak_xyxy`` (None or
+    # >= min_confidence: none). The tracker's setting: see TrackerConfig.
+    weak_min_confidence: float | None = None
 
     @classmethod
-    def from_config(cls, cfg: DetectorConfig) -> DetectorParams:
+    def from_config(
+        cls, cfg: DetectorConfig, weak_min_confidence: float | None = None
+    ) -> DetectorParams:
         return cls(
             model=cfg.model,
             min_confidence=cfg.min_confidence,
             max_faces=cfg.max_faces,
             min_face_px=cfg.min_face_px,
             threads=cfg.threads,
+            weak_min_confidence=weak_min_confidence,
         )
 
 
@@ -179,6 +189,7 @@ class DetectorCounters:
     faces: int = 0
     too_small: int = 0  # detections dropped by min_face_px
     over_cap: int = 0  # detections dropped by max_faces
+    weak: int = 0  # faces below min_confidence kept to extend tracks (weak_xyxy)
 
 
 def letterbox(image_bgr: np.ndarray, size: int, out: np.ndarray) -> tuple[float, float, float]:
@@ -326,34 +337,69 @@ class FaceDetector:
             pass
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
-        """Faces in a BGR frame, boxes in that frame's pixel coordinates."""
+        """Faces in a BGR frame, boxes in that frame's pixel coordinates.
+
+        Faces at or above ``min_confidence`` are decoded and merged exactly as without a
+        weak floor; the weak ones (from ``weak_min_confidence``) are merged among
+        themselves after dropping those that overlap a strong face (they belong to its
+        cluster), so a weak floor never moves a strong box."""
         h, w = image_bgr.shape[:2]
         p = self.params
         size = self.spec.input_size
+        floor = p.min_confidence
+        if p.weak_min_confidence is not None:
+            floor = min(floor, p.weak_min_confidence)
         with self.pool.borrow() as runner:
             scale, px, py = letterbox(image_bgr, size, runner.input[0])
             raw_boxes, raw_scores = runner.run()
             # decode() copies what it keeps, so the interpreter may be handed on now.
-            boxes, scores = decode(raw_boxes, raw_scores, self._anchors, size, p.min_confidence)
+            boxes, scores = decode(raw_boxes, raw_scores, self._anchors, size, floor)
         self.counters.frames += 1
-        if not len(boxes):
+        strong = scores >= p.min_confidence
+        weak_boxes, weak_scores = boxes[~strong], scores[~strong]
+        boxes, scores = weighted_nms(boxes[strong], scores[strong])
+        if len(weak_boxes):
+            if len(boxes):
+                apart = (iou_matrix(weak_boxes, boxes) <= NMS_IOU).all(axis=1)
+                weak_boxes, weak_scores = weak_boxes[apart], weak_scores[apart]
+            weak_boxes, _ = weighted_nms(weak_boxes, weak_scores)
+        offset = np.array([px, py, px, py], np.float32)
+        boxes, scores = self._keep(self._to_frame(boxes, offset, scale, w, h), scores, count=True)
+        weak_boxes, _ = self._keep(
+            self._to_frame(weak_boxes, offset, scale, w, h),
+            np.zeros(len(weak_boxes), np.float32),
+            count=False,
+        )
+        self.counters.faces += len(boxes)
+        self.counters.weak += len(weak_boxes)
+        if not len(boxes) and not len(weak_boxes):
             return Detections.empty()
-        boxes, scores = weighted_nms(boxes, scores)
-        # Tensor pixels -> frame pixels, clipped to the frame.
-        boxes = (boxes - np.array([px, py, px, py], np.float32)) / scale
+        return Detections(boxes, scores, weak_boxes)
+
+    @staticmethod
+    def _to_frame(
+        boxes: np.ndarray, offset: np.ndarray, scale: float, w: int, h: int
+    ) -> np.ndarray:
+        """Tensor pixels -> frame pixels, clipped to the frame."""
+        boxes = (boxes.reshape(-1, 4) - offset) / scale
         np.clip(boxes, 0, [w, h, w, h], out=boxes)
+        return boxes
+
+    def _keep(
+        self, boxes: np.ndarray, scores: np.ndarray, count: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drop faces under ``min_face_px``, then all but the ``max_faces`` best (boxes
+        are sorted by score); ``count``: into the counters (the reported faces)."""
+        p = self.params
         small = ((boxes[:, 2] - boxes[:, 0]) < p.min_face_px) | (
             (boxes[:, 3] - boxes[:, 1]) < p.min_face_px
         )
-        self.counters.too_small += int(small.sum())
         boxes, scores = boxes[~small], scores[~small]
-        if len(boxes) > p.max_faces:  # already sorted by score
-            self.counters.over_cap += len(boxes) - p.max_faces
-            boxes, scores = boxes[: p.max_faces], scores[: p.max_faces]
-        self.counters.faces += len(boxes)
-        if not len(boxes):
-            return Detections.empty()
-        return Detections(boxes, scores)
+        over = max(0, len(boxes) - p.max_faces)
+        if count:
+            self.counters.too_small += int(small.sum())
+            self.counters.over_cap += over
+        return boxes[: p.max_faces], scores[: p.max_faces]
 
     def close(self) -> None:
         """Nothing to release per camera: interpreters belong to the pool."""

@@ -29,6 +29,15 @@ Only confirmed tracks are reported. Design decisions (all covered by tests):
   previous match, so the smoothing is independent of the frame rate and of skipped
   frames: after one half-life a step change is exactly half-way. ``half_life = 0``
   disables smoothing (the latest probabilities are used).
+* **Weak detections** (``weak``: faces the detector scored below its threshold but above
+  a lower floor, ``tracker.weak_min_confidence``) are a second matching stage, as in
+  ByteTrack: after the faces above the threshold are matched, each confirmed track left
+  unmatched may take a weak box by the same greedy IoU rule. That keeps a person's id
+  while the face looks down or turns for a moment (on the shared crowd video such
+  faces score 0.3-0.6 for a second at a time, and their tracks broke into new ids). A
+  weak match moves the box and counts as seen (``observed``, ``last_match``); it never
+  starts or confirms a track and does not touch the probabilities (a turned face is
+  not classified, and the EMA's time base stays the last classified match).
 * **Boxes** follow the latest matched detection without smoothing: box smoothing adds
   lag, and a lagging box lowers the IoU with the next detection of a moving face, which
   is what breaks tracks. Consumers that want a steadier box can smooth for display.
@@ -39,6 +48,7 @@ Only confirmed tracks are reported. Design decisions (all covered by tests):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +65,7 @@ __all__ = [
     "DEFAULT_MAX_MISSED_S",
     "DEFAULT_MIN_HITS",
     "DEFAULT_SMOOTHING_HALF_LIFE_S",
+    "DEFAULT_WEAK_MIN_CONFIDENCE",
     "FIRST_TRACK_ID",
     "IouTracker",
     "TrackUpdate",
@@ -76,6 +87,13 @@ DEFAULT_MAX_MISSED_S: float = 1.0
 #: EMA half-life of the class probabilities, seconds. Higher = steadier emotions (fewer
 #: flips from single noisy frames) but slower reaction to a real change; 0 = no smoothing.
 DEFAULT_SMOOTHING_HALF_LIFE_S: float = 0.5
+#: Detector score (0..1) from which a face below ``detector.min_confidence`` may extend
+#: a confirmed track (never start one; see "Weak detections" above). Lower = ids survive
+#: longer stretches of a turned or downcast face, but a track may also cling to a
+#: face-like pattern where a person just left, and end later. ByteTrack's low threshold
+#: is 0.1 for person boxes; BlazeFace scores cartoons up to ~0.68 and background
+#: patches mostly under 0.3 on the shared videos.
+DEFAULT_WEAK_MIN_CONFIDENCE: float = 0.35
 #: The first track id handed out by a tracker.
 FIRST_TRACK_ID: int = 1
 
@@ -144,6 +162,7 @@ class _Track:
     hits: int
     confirmed: bool
     observed: bool = False
+    probs_at: float = 0.0  # time of the last classified match: the EMA's time base
 
 
 class IouTracker:
@@ -189,13 +208,20 @@ class IouTracker:
 
     # ------------------------------------------------------------------ update
 
-    def update(self, now: float, observations: list[FaceObservation] | None) -> TrackUpdate:
+    def update(
+        self,
+        now: float,
+        observations: list[FaceObservation] | None,
+        weak: np.ndarray | None = None,
+    ) -> TrackUpdate:
         """Advance to monotonic time ``now`` with this frame's faces.
 
         ``observations=None`` means detection was skipped on this frame (no track counts
-        a miss); an empty list means detection ran and found nothing. Raises ValueError
-        for a non-finite or decreasing ``now`` and for malformed observations (probs
-        length != ``num_classes``, non-finite values, inverted boxes).
+        a miss); an empty list means detection ran and found nothing. ``weak``: boxes
+        [M, 4] of the frame's weak detections (second matching stage; ignored when
+        ``observations`` is None). Raises ValueError for a non-finite or decreasing
+        ``now`` and for malformed observations (probs length != ``num_classes``,
+        non-finite values, inverted boxes).
         """
         now = _finite("now", now)
         if self._last_now is not None and now < self._last_now:
@@ -210,9 +236,16 @@ class IouTracker:
             self._expire(now, ended)
             return self._result(now, ended)
 
-        matched_tracks, matched_dets = self._match(boxes)
+        matched_tracks, matched_dets = self._match(boxes, range(len(self._tracks)))
         for ti, di in zip(matched_tracks, matched_dets, strict=True):
             self._apply_match(self._tracks[ti], now, boxes[di], probs[di])
+        weak_boxes = self._validate_weak(weak)
+        if len(weak_boxes):
+            left = set(range(len(self._tracks))) - set(matched_tracks)
+            rest = [ti for ti in sorted(left) if self._tracks[ti].confirmed]
+            for ti, di in zip(*self._match(weak_boxes, rest), strict=True):
+                self._extend(self._tracks[ti], now, weak_boxes[di])
+                matched_tracks.append(ti)
 
         survivors: list[_Track] = []
         matched_set = set(matched_tracks)
@@ -260,17 +293,34 @@ class IouTracker:
             probs[i] = p
         return boxes, probs
 
-    def _match(self, boxes: np.ndarray) -> tuple[list[int], list[int]]:
-        """Greedy IoU assignment -> (track indices, detection indices), pairwise."""
-        if not self._tracks or len(boxes) == 0:
+    def _validate_weak(self, weak: np.ndarray | None) -> np.ndarray:
+        if weak is None:
+            return np.zeros((0, 4))
+        boxes = np.asarray(weak, dtype=np.float64)
+        if boxes.size == 0:
+            return np.zeros((0, 4))
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.all(np.isfinite(boxes)):
+            raise ValueError(f"weak must be finite boxes [M, 4], got shape {boxes.shape}")
+        if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
+            raise ValueError("weak boxes must have x1<=x2, y1<=y2")
+        return boxes
+
+    def _match(self, boxes: np.ndarray, tracks: Iterable[int]) -> tuple[list[int], list[int]]:
+        """Greedy IoU assignment of ``boxes`` to the tracks at indices ``tracks`` ->
+        (track indices, detection indices), pairwise."""
+        idx = list(tracks)
+        if not idx or len(boxes) == 0:
             return [], []
-        track_boxes = np.array([t.xyxy for t in self._tracks], dtype=np.float64)
+        track_boxes = np.array([self._tracks[i].xyxy for i in idx], dtype=np.float64)
         iou = iou_matrix(track_boxes, boxes)
         rows, cols = np.nonzero(iou >= self._params.iou_threshold)
         candidates = sorted(
-            zip(rows.tolist(), cols.tolist(), strict=True),
+            (
+                (idx[r], c, float(iou[r, c]))
+                for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+            ),
             key=lambda rc: (
-                -iou[rc[0], rc[1]],
+                -rc[2],
                 not self._tracks[rc[0]].confirmed,
                 self._tracks[rc[0]].track_id,
                 rc[1],
@@ -280,7 +330,7 @@ class IouTracker:
         det_used: set[int] = set()
         out_t: list[int] = []
         out_d: list[int] = []
-        for ti, di in candidates:
+        for ti, di, _ in candidates:
             if ti in track_used or di in det_used:
                 continue
             track_used.add(ti)
@@ -296,14 +346,22 @@ class IouTracker:
         return float(1.0 - 0.5 ** (max(dt, 0.0) / half_life))
 
     def _apply_match(self, track: _Track, now: float, box: np.ndarray, probs: np.ndarray) -> None:
-        alpha = self._alpha(now - track.last_match)
+        alpha = self._alpha(now - track.probs_at)
         track.probs = alpha * probs + (1.0 - alpha) * track.probs
+        track.probs_at = now
         track.xyxy = _box_tuple(box)
         track.last_match = now
         track.hits += 1
         track.observed = True
         if track.hits >= self._params.min_hits:
             track.confirmed = True
+
+    @staticmethod
+    def _extend(track: _Track, now: float, box: np.ndarray) -> None:
+        """A weak match: the face is still there; its probabilities stay as they were."""
+        track.xyxy = _box_tuple(box)
+        track.last_match = now
+        track.observed = True
 
     def _new_track(self, now: float, box: np.ndarray, probs: np.ndarray) -> _Track:
         track = _Track(
@@ -315,6 +373,7 @@ class IouTracker:
             hits=1,
             confirmed=self._params.min_hits <= 1,
             observed=True,
+            probs_at=now,
         )
         self._next_id += 1
         return track

@@ -90,3 +90,31 @@ def test_cameras_share_a_pool_safely_from_many_threads(astronaut_bgr: np.ndarray
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(DetectorError, match="allowed"):
         FaceDetector(DetectorParams(model="huge"))
+
+
+def test_a_weak_floor_adds_weak_faces_and_never_moves_a_strong_one(
+    astronaut_bgr: np.ndarray,
+) -> None:
+    # Her face washed out in a larger frame scores 0.57: under the 0.6 threshold.
+    canvas = np.full((720, 1280, 3), 128, np.uint8)
+    canvas[100:612, 384:896] = astronaut_bgr
+    washed = ((canvas.astype(np.float32) - 128) * 0.15 + 128).astype(np.uint8)
+    plain = FaceDetector(DetectorParams())
+    floored = FaceDetector(DetectorParams(weak_min_confidence=0.35))
+    try:
+        for img in (astronaut_bgr, cv2.resize(astronaut_bgr, (1024, 1024))):
+            a, b = plain.detect(img), floored.detect(img)
+            np.testing.assert_array_equal(a.xyxy, b.xyxy)
+            np.testing.assert_array_equal(a.scores, b.scores)
+        assert len(plain.detect(washed)) == 0 and len(plain.detect(washed).weak_xyxy) == 0
+        weak = floored.detect(washed)
+        assert len(weak) == 0 and len(weak.weak_xyxy) == 1  # her face, too unsure to report
+        x1, y1, x2, y2 = weak.weak_xyxy[0]
+        assert 384 + 200 < (x1 + x2) / 2 < 384 + 250 and 100 + 80 < (y1 + y2) / 2 < 100 + 150
+        assert (floored.counters.faces, floored.counters.weak) == (2, 1)
+        # A floor at or above the threshold is no floor.
+        off = FaceDetector(DetectorParams(weak_min_confidence=0.99))
+        assert len(off.detect(washed).weak_xyxy) == 0
+    finally:
+        plain.close()
+        floored.close()

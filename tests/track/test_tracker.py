@@ -307,3 +307,72 @@ def test_invalid_boxes_and_time_raise() -> None:
         tracker.update(0.5, [])
     with pytest.raises(ValueError, match="num_classes"):
         IouTracker(params(), 0)
+
+
+# --------------------------------------------------------------------------- weak boxes
+
+
+def _box(x: float, y: float, size: float = 80.0) -> np.ndarray:
+    return np.array([[x, y, x + size, y + size]])
+
+
+def test_weak_boxes_keep_a_confirmed_track_alive_without_touching_its_probabilities() -> None:
+    tr = IouTracker(params(), K)
+    tr.update(0.0, [face(100, 100)])
+    tr.update(DT, [face(102, 100)])
+    before = tr.update(2 * DT, [face(104, 100)]).tracks[0]
+    # 2 s of weak boxes only (max_missed_s is 1 s), drifting right: still the same id.
+    t = 2 * DT
+    for i in range(60):
+        t += DT
+        upd = tr.update(t, [], _box(106 + 2 * i, 100))
+        assert not upd.ended and [s.track_id for s in upd.tracks] == [before.track_id]
+        assert upd.tracks[0].observed
+    after = upd.tracks[0]
+    assert after.xyxy == pytest.approx((224, 100, 304, 180))  # the box followed
+    np.testing.assert_array_equal(after.probs, before.probs)
+    # The next classified match is weighed by the time since the last classified one
+    # (2 s: four half-lives), not since the last weak box.
+    sad = probs_for(cls=4, p=0.9)
+    mixed = tr.update(t + DT, [face(226, 100, probs=sad)]).tracks[0]
+    alpha = 1 - 0.5 ** ((t + DT - 2 * DT) / 0.5)
+    want = alpha * sad + (1 - alpha) * before.probs
+    np.testing.assert_allclose(mixed.probs, want, rtol=1e-5)
+
+
+def test_weak_boxes_never_start_or_confirm_a_track() -> None:
+    tr = IouTracker(params(), K)
+    for i in range(10):  # weak only: nothing, ever
+        upd = tr.update(i * DT, [], _box(100, 100))
+        assert not upd.tracks and len(tr) == 0
+    tr.update(10 * DT, [face(300, 300)])  # a tentative track...
+    upd = tr.update(11 * DT, [], _box(300, 300))  # ...that only a weak box matches
+    assert not upd.tracks and len(tr) == 0  # is dropped at its first (strong) miss
+
+
+def test_strong_faces_are_matched_before_weak_boxes() -> None:
+    tr = IouTracker(params(), K)
+    tr.update(0.0, [face(100, 100)])
+    tid = tr.update(DT, [face(100, 100)]).tracks[0].track_id
+    # A weak box overlaps the track more than the strong face does: the strong face wins,
+    # and the weak box is left over (it starts nothing).
+    upd = tr.update(2 * DT, [face(120, 100)], _box(101, 100))
+    assert [s.track_id for s in upd.tracks] == [tid]
+    assert upd.tracks[0].xyxy == pytest.approx((120, 100, 200, 180))
+    assert len(tr) == 1
+
+
+def test_weak_boxes_are_ignored_when_detection_was_skipped() -> None:
+    tr = IouTracker(params(), K)
+    tr.update(0.0, [face(100, 100)])
+    tr.update(DT, [face(100, 100)])
+    upd = tr.update(1.5, None, _box(100, 100))  # skipped frame: no match of any kind
+    assert upd.ended == [1] and not upd.tracks
+
+
+@pytest.mark.parametrize(
+    "weak", [np.array([[1.0, 2.0, 3.0]]), np.array([[5.0, 5.0, 1.0, 9.0]]), np.full((1, 4), np.nan)]
+)
+def test_malformed_weak_boxes_are_refused(weak: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="weak"):
+        IouTracker(params(), K).update(0.0, [], weak)

@@ -114,3 +114,12 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     assert ev.main(["--seconds", "0"]) == 2
     assert ev.main(["--data", str(tmp_path)]) == 2
     assert "labels.csv" in capsys.readouterr().err
+
+
+def test_a_new_id_where_a_face_was_just_seen_is_a_suspected_break() -> None:
+    recent = {1: (1.0, (100.0, 100.0, 180.0, 180.0))}
+    assert ev.is_rebirth((130.0, 110.0, 210.0, 190.0), 1.5, recent, window_s=1.0)
+    # too long ago: a track lost for longer than max_missed_s is a new id by design
+    assert not ev.is_rebirth((130.0, 110.0, 210.0, 190.0), 2.1, recent, window_s=1.0)
+    # more than a face width away: someone else
+    assert not ev.is_rebirth((300.0, 100.0, 380.0, 180.0), 1.5, recent, window_s=1.0)
