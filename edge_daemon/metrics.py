@@ -82,6 +82,7 @@ class PipelineMetrics:
     frames: int = 0
     detections_run: int = 0
     faces: int = 0
+    weak_faces: int = 0  # faces under the detector threshold offered to keep tracks alive
     events: int = 0
     events_not_queued: int = 0  # publisher refused (its queue full): counted, never silent
     frame_errors: int = 0  # frames whose analysis raised: skipped, counted, logged
@@ -106,10 +107,12 @@ class PipelineMetrics:
         tracks: int,
         detect_ms: float | None,
         classify_ms: float | None,
+        weak_faces: int = 0,
     ) -> None:
         with self._lock:
             self.frames += 1
             self.faces += faces
+            self.weak_faces += weak_faces
             self.current_faces = faces
             self.current_tracks = tracks
             self.latency_ms.add(latency_ms)
@@ -154,6 +157,7 @@ class PipelineMetrics:
                 "frames": self.frames,
                 "detections_run": self.detections_run,
                 "faces_total": self.faces,
+                "weak_faces_total": self.weak_faces,
                 "faces": self.current_faces,
                 "tracks": self.current_tracks,
                 "events": self.events,

@@ -183,6 +183,7 @@ class CameraAnalyzer:
             len(upd.tracks),
             detect_ms,
             classify_ms,
+            0 if weak is None else len(weak),
         )
         return events
 

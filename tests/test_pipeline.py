@@ -175,4 +175,6 @@ def test_a_face_that_scores_weakly_for_a_while_keeps_its_id(weak_floor: float, i
         an.close()
     assert len(seen) == ids
     assert [e.type for e in events if e.type in ("start", "end")] == ["start", "end"] * ids
-    assert (an.detector.counters.weak > 0) == (weak_floor < cfg.detector.min_confidence)
+    weak = an.detector.counters.weak
+    assert (weak > 0) == (weak_floor < cfg.detector.min_confidence)
+    assert an.metrics.snapshot()["weak_faces_total"] == weak  # what /metrics exports

@@ -110,6 +110,10 @@ class DaemonCollector(Collector):
         reconnects = counter("edge_camera_reconnects", "times the source was reopened")
         decode_fail = counter("edge_camera_decode_failures", "frames that failed to decode")
         faces = counter("edge_camera_faces_detected", "faces detected")
+        weak = counter(
+            "edge_camera_weak_faces_detected",
+            "faces under detector.min_confidence offered to keep confirmed tracks alive",
+        )
         events = counter("edge_camera_events", "events handed to the publisher")
         events_lost = counter(
             "edge_camera_events_not_queued", "events refused because the publisher queue was full"
@@ -145,6 +149,7 @@ class DaemonCollector(Collector):
             reconnects.add_metric(v, cam.capture.reconnects)
             decode_fail.add_metric(v, cam.capture.decode_failures)
             faces.add_metric(v, float(snap["faces_total"]))
+            weak.add_metric(v, float(snap["weak_faces_total"]))
             events.add_metric(v, float(snap["events"]))
             events_lost.add_metric(v, float(snap["events_not_queued"]))
             frame_errors.add_metric(v, float(snap["frame_errors"]))
@@ -152,7 +157,8 @@ class DaemonCollector(Collector):
             for key, h in cam.metrics.histograms().items():
                 _add_histogram(hists[key], v, h)
         yield from (up, cap_fps, proc_fps, faces_now, tracks_now, frames, analysed, dropped)
-        yield from (reconnects, decode_fail, faces, events, events_lost, frame_errors, restarts)
+        yield from (reconnects, decode_fail, faces, weak, events, events_lost, frame_errors)
+        yield restarts
         yield from hists.values()
 
         m = self._mqtt()
