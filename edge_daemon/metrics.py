@@ -83,6 +83,8 @@ class PipelineMetrics:
     detections_run: int = 0
     faces: int = 0
     weak_faces: int = 0  # faces under the detector threshold offered to keep tracks alive
+    faces_too_small: int = 0  # found but under detector.min_face_px: dropped, counted
+    faces_over_cap: int = 0  # found beyond detector.max_faces in a frame: dropped, counted
     events: int = 0
     events_not_queued: int = 0  # publisher refused (its queue full): counted, never silent
     frame_errors: int = 0  # frames whose analysis raised: skipped, counted, logged
@@ -126,6 +128,11 @@ class PipelineMetrics:
                 self.classify_ms.add(classify_ms)
                 self.classify_hist.observe(classify_ms)
 
+    def set_detector_drops(self, too_small: int, over_cap: int) -> None:
+        """The detector's running totals of the faces it dropped (its own counters)."""
+        with self._lock:
+            self.faces_too_small, self.faces_over_cap = too_small, over_cap
+
     def fps(self, now: float | None = None) -> float:
         t = self._times
         if len(t) < 2:
@@ -158,6 +165,8 @@ class PipelineMetrics:
                 "detections_run": self.detections_run,
                 "faces_total": self.faces,
                 "weak_faces_total": self.weak_faces,
+                "faces_too_small_total": self.faces_too_small,
+                "faces_over_cap_total": self.faces_over_cap,
                 "faces": self.current_faces,
                 "tracks": self.current_tracks,
                 "events": self.events,

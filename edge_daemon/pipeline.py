@@ -154,6 +154,8 @@ class CameraAnalyzer:
             self.last_boxes, self.last_boxes_seq = det.xyxy, frame.seq
             detect_ms = (t1 - t0) * 1000
             observations, weak = [], det.weak_xyxy
+            dc = self.detector.counters
+            self.metrics.set_detector_drops(dc.too_small, dc.over_cap)
             if len(det):
                 # The detector caps faces per frame (max_faces); batch them to max_batch.
                 crops = crop_faces(frame.image, det.xyxy, self.model.contract)

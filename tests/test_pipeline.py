@@ -178,3 +178,32 @@ def test_a_face_that_scores_weakly_for_a_while_keeps_its_id(weak_floor: float, i
     weak = an.detector.counters.weak
     assert (weak > 0) == (weak_floor < cfg.detector.min_confidence)
     assert an.metrics.snapshot()["weak_faces_total"] == weak  # what /metrics exports
+
+
+@pytest.mark.parametrize(
+    ("detector", "key"),
+    [({"min_face_px": 1000}, "faces_too_small_total"), ({"max_faces": 1}, "faces_over_cap_total")],
+)
+def test_faces_the_detector_drops_are_counted_in_the_camera_metrics(
+    detector: dict, key: str
+) -> None:
+    """Faces found but dropped (smaller than min_face_px, beyond max_faces) are never
+    silent: the camera's metrics (stats, /metrics) carry the detector's totals."""
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    two = np.hstack([img, img])  # two faces: one is over a cap of one
+    cfg = AppConfig.model_validate(
+        {
+            "detector": {"every_n_frames": 1, **detector},
+            "cameras": [{"name": "cam", "source": {"type": "sample"}}],
+        }
+    )
+    an = CameraAnalyzer(cfg.cameras[0], cfg, EmotionModel())
+    an.open()
+    try:
+        for i in range(3):
+            an.process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, two))
+    finally:
+        an.close()
+    snap = an.metrics.snapshot()
+    assert snap[key] == 3 * (2 if key == "faces_too_small_total" else 1)
+    assert snap["faces_total"] == (0 if key == "faces_too_small_total" else 3)

@@ -114,6 +114,12 @@ class DaemonCollector(Collector):
             "edge_camera_weak_faces_detected",
             "faces under detector.min_confidence offered to keep confirmed tracks alive",
         )
+        too_small = counter(
+            "edge_camera_faces_too_small", "faces found but dropped for detector.min_face_px"
+        )
+        over_cap = counter(
+            "edge_camera_faces_over_cap", "faces found but dropped for detector.max_faces"
+        )
         events = counter("edge_camera_events", "events handed to the publisher")
         events_lost = counter(
             "edge_camera_events_not_queued", "events refused because the publisher queue was full"
@@ -150,6 +156,8 @@ class DaemonCollector(Collector):
             decode_fail.add_metric(v, cam.capture.decode_failures)
             faces.add_metric(v, float(snap["faces_total"]))
             weak.add_metric(v, float(snap["weak_faces_total"]))
+            too_small.add_metric(v, float(snap["faces_too_small_total"]))
+            over_cap.add_metric(v, float(snap["faces_over_cap_total"]))
             events.add_metric(v, float(snap["events"]))
             events_lost.add_metric(v, float(snap["events_not_queued"]))
             frame_errors.add_metric(v, float(snap["frame_errors"]))
@@ -158,7 +166,7 @@ class DaemonCollector(Collector):
                 _add_histogram(hists[key], v, h)
         yield from (up, cap_fps, proc_fps, faces_now, tracks_now, frames, analysed, dropped)
         yield from (reconnects, decode_fail, faces, weak, events, events_lost, frame_errors)
-        yield restarts
+        yield from (restarts, too_small, over_cap)
         yield from hists.values()
 
         m = self._mqtt()

@@ -116,6 +116,9 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
         # The sample picture has one face: detections and classifications happen.
         assert m["edge_camera_faces_detected_total{camera=door}"] >= 1
         assert m["edge_camera_weak_faces_detected_total{camera=door}"] >= 0
+        # One face, well above min_face_px and under max_faces: nothing dropped.
+        assert m["edge_camera_faces_too_small_total{camera=door}"] == 0
+        assert m["edge_camera_faces_over_cap_total{camera=door}"] == 0
         det_count = m["edge_detect_seconds_count{camera=door}"]
         # Detection every 4th frame (the default every_n_frames) once the face is
         # confirmed, on every frame until then.
