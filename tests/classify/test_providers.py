@@ -83,13 +83,18 @@ class _FailingAccelerator(_FakeSession):
         return None
 
 
-def test_an_accelerator_that_fails_to_start_falls_back_to_the_cpu(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def _use_fake_session(monkeypatch: pytest.MonkeyPatch, fake: type[_FakeSession]) -> None:
+    """Make onnxruntime build ``fake`` sessions (which wrap the real class)."""
     import onnxruntime as ort
 
     _FakeSession.real = ort.InferenceSession
-    monkeypatch.setattr(ort, "InferenceSession", _FailingAccelerator)
+    monkeypatch.setattr(ort, "InferenceSession", fake)
+
+
+def test_an_accelerator_that_fails_to_start_falls_back_to_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _use_fake_session(monkeypatch, _FailingAccelerator)
     monkeypatch.setattr(
         model_mod, "choose_providers", lambda requested: ["CUDAExecutionProvider", CPU]
     )
@@ -133,10 +138,7 @@ class _BrokenOptimizer(_FakeSession):
 def test_a_graph_the_optimiser_breaks_runs_with_basic_optimisations(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import onnxruntime as ort
-
-    _FakeSession.real = ort.InferenceSession
-    monkeypatch.setattr(ort, "InferenceSession", _BrokenOptimizer)
+    _use_fake_session(monkeypatch, _BrokenOptimizer)
     with caplog.at_level(logging.WARNING):
         m = EmotionModel(BUNDLED_MODEL, providers="cpu")
     assert m.predict(np.full((2, 48, 48), 128, np.uint8)).shape == (2, 7)
