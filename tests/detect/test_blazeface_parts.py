@@ -125,3 +125,20 @@ def test_weighted_nms_of_any_boxes_terminates_and_keeps_each_top_score(boxes, da
     assert out.shape == (len(out_scores), 4)
     if n:
         assert out_scores[0] == pytest.approx(scores.max())
+
+
+def test_huge_finite_regressor_outputs_give_no_infinite_boxes() -> None:
+    # Regression: a finite float32 offset near its maximum overflowed to inf in decode's
+    # centre +- half size, and a cluster of such boxes overflowed weighted NMS's sum.
+    spec = SPECS["short_range"]
+    anchors = ssd_anchors(spec)
+    raw = np.zeros((len(anchors), 16), np.float32)
+    raw[:, 2:4] = 10.0  # ordinary boxes...
+    raw[:3, :4] = 3e38  # ...and three whose offsets and sizes are finite but huge
+    logits = np.full(len(anchors), 5.0, np.float32)
+    boxes, scores = decode(raw, logits, anchors, spec.input_size, 0.5)
+    assert np.isfinite(boxes).all() and len(boxes) == len(anchors) - 3 == len(scores)
+    huge = np.full((3, 4), 1e38, np.float32)
+    huge[:, 2:] = 3e38  # finite boxes overlapping fully: one cluster, sum > float32 max
+    out, _ = weighted_nms(huge, np.ones(3, np.float32))
+    assert len(out) == 1 and np.isfinite(out).all()
