@@ -37,6 +37,11 @@ class DataConfig:
     # validation stay FER-2013. Needs FER-2013 images (npz, csv or folder).
     ferplus_blend: float = 0.0
     ferplus_path: str = ""  # empty: $EDGE_DATA_DIR/ferplus/ferplus_trainval.npz
+    # Extra training crops (.npz of images [N, 48, 48] uint8 and FER-order labels, e.g.
+    # the daemon-path crops of trainer.wild_crops), added to the training set only (never
+    # to val), each repeated extra_repeat times per epoch; one-hot targets.
+    extra: tuple[str, ...] = ()
+    extra_repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ def load_train_config(path: str | Path | None, overrides: list[str]) -> TrainCon
         raise TrainConfigError(f"device: {cfg.device!r} (allowed: auto, cpu, cuda)")
     if cfg.amp not in ("auto", "off", "bf16", "fp16"):
         raise TrainConfigError(f"amp: {cfg.amp!r} (allowed: auto, off, bf16, fp16)")
+    if cfg.data.extra_repeat < 1:
+        raise TrainConfigError(f"data.extra_repeat: {cfg.data.extra_repeat} must be at least 1")
     return cfg
 
 

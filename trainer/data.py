@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +262,48 @@ def blend_ferplus(
     soft = onehot.copy()
     soft[found] = (1.0 - weight) * onehot[found] + weight * ferplus.soft[idx[found]]
     return FaceDataset(train.images, train.labels, soft, train.name), int(found.sum())
+
+
+def load_crops_npz(path: Path) -> FaceDataset:
+    """Training crops with hard labels: ``images`` uint8 [N, 48, 48], ``labels`` FER order
+    (what ``trainer.wild_crops`` writes; its ``meta`` says which photos they are)."""
+    with _open_npz(path) as z:
+        _require_keys(z, path, ("images", "labels"))
+        images, labels = z["images"], z["labels"]
+    if images.dtype != np.uint8:
+        raise DataError(f"{path}: images must be uint8, got {images.dtype}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be integers, got {labels.dtype}")
+    return FaceDataset(images, labels.astype(np.int64), None, path.name)
+
+
+def crops_people(path: Path) -> str:
+    """Which in-the-wild people a ``trainer.wild_crops`` file holds (``train`` or ``all``);
+    empty for crops from elsewhere. A model trained on them is scored on the others only."""
+    with _open_npz(path) as z:
+        if "meta" not in z.files:
+            return ""
+        try:
+            meta = json.loads(str(z["meta"]))
+        except ValueError as exc:
+            raise DataError(f"{path}: meta is not JSON ({exc})") from exc
+    return str(meta.get("people", "")) if isinstance(meta, dict) else ""
+
+
+def concat(a: FaceDataset, b: FaceDataset, repeat: int = 1) -> FaceDataset:
+    """``a`` followed by ``repeat`` copies of ``b``. Where ``a`` has soft targets, ``b``'s
+    rows get one-hot ones (its labels are hard)."""
+    if repeat < 1:
+        raise DataError(f"repeat must be >= 1, got {repeat}")
+    idx = np.tile(np.arange(len(b)), repeat)
+    images = np.concatenate([a.images, b.images[idx]])
+    labels = np.concatenate([a.labels, b.labels[idx]])
+    soft = None
+    if a.soft is not None:
+        one_hot = np.eye(len(FER_LABELS), dtype=np.float32)
+        b_soft = b.soft if b.soft is not None else one_hot[b.labels]
+        soft = np.concatenate([a.soft, b_soft[idx]])
+    return FaceDataset(images, labels, soft, f"{a.name}+{b.name}")
 
 
 def load_split(fmt: str, path: Path, split: str) -> FaceDataset:

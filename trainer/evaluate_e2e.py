@@ -2,7 +2,8 @@
 
     python -m trainer.evaluate_e2e [MODEL.onnx | fast | ferplus | accurate ...]
         [--data DIR] [--limit N] [--conditions all|none|NAME,...] [--cond-limit N]
-        [--crop-margin M] [--tta-hflip] [--out DIR] [--json]
+        [--people auto|all|train|held_out] [--crop-margin M] [--tta-hflip] [--out DIR]
+        [--json]
 
 What a user sees is the emotion the daemon names for a face in a camera frame, not a
 model's score on pre-cut 48x48 crops. This command measures that:
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -286,8 +288,26 @@ def summary(s: Scored) -> dict:
 # ------------------------------------------------------------------------- data
 
 
-def load_inthewild(root: Path, limit: int = 0) -> tuple[list[Path], np.ndarray]:
-    """Photo paths and FER-order labels from ``root/labels.csv`` (``file,emotion,person``)."""
+#: ``--people``: every photo, or one of two halves split by person (never by photo, so
+#: no one is in both): ``train`` may be used to fit a model (``trainer.wild_crops``),
+#: ``held_out`` is what such a model is scored on.
+PEOPLE = ("all", "train", "held_out")
+
+
+def person_fold(person: str) -> str:
+    """``train`` or ``held_out`` for a person's name: a fixed hash, so the split is the
+    same on every machine and does not move when photos are added for other people."""
+    digest = hashlib.sha256(person.encode("utf-8")).digest()
+    return "train" if digest[0] % 2 == 0 else "held_out"
+
+
+def load_inthewild(
+    root: Path, limit: int = 0, people: str = "all"
+) -> tuple[list[Path], np.ndarray]:
+    """Photo paths and FER-order labels from ``root/labels.csv`` (``file,emotion,person``),
+    only the photos of ``people`` (see :data:`PEOPLE`)."""
+    if people not in PEOPLE:
+        raise E2EError(f"people {people!r}: allowed {', '.join(PEOPLE)}")
     table = root / "labels.csv"
     if not table.is_file():
         raise E2EError(f"{table}: no such file (set EDGE_DATA_DIR or --data)")
@@ -295,17 +315,22 @@ def load_inthewild(root: Path, limit: int = 0) -> tuple[list[Path], np.ndarray]:
     labels: list[int] = []
     with open(table, newline="") as f:
         reader = csv.DictReader(f)
-        if not {"file", "emotion"} <= set(reader.fieldnames or ()):
-            raise E2EError(f"{table}: needs columns file,emotion (has {reader.fieldnames})")
+        need = {"file", "emotion"} | ({"person"} if people != "all" else set())
+        if not need <= set(reader.fieldnames or ()):
+            raise E2EError(
+                f"{table}: needs columns {','.join(sorted(need))} (has {reader.fieldnames})"
+            )
         for lineno, row in enumerate(reader, start=2):
             if row["emotion"] not in FER_LABELS:
                 raise E2EError(
                     f"{table}:{lineno}: emotion {row['emotion']!r} is not one of {FER_LABELS}"
                 )
+            if people != "all" and person_fold(row["person"]) != people:
+                continue
             paths.append(root / "images" / row["file"])
             labels.append(FER_LABELS.index(row["emotion"]))
     if not paths:
-        raise E2EError(f"{table}: no rows")
+        raise E2EError(f"{table}: no rows" + (f" for people {people}" if people != "all" else ""))
     if limit and limit < len(paths):
         # Every k-th photo: a fixed, class-mixed subset (the file is sorted by name).
         idx = np.linspace(0, len(paths) - 1, limit).round().astype(int)
@@ -360,7 +385,8 @@ def format_report(r: dict) -> str:
     itw = r.get("inthewild")
     if itw:
         lines.append(
-            f"In the wild: {itw['items']} photos ({r['data']['inthewild']}) on a canvas "
+            f"In the wild: {itw['items']} photos ({r['data']['inthewild']}, people "
+            f"{r['data'].get('people', 'all')}) on a canvas "
             f"{r['data']['canvas']}x their size, detector "
             f"{r['detector']['model']} min_confidence {r['detector']['min_confidence']}"
         )
@@ -399,6 +425,29 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _seen(model: EmotionModel) -> set[str]:
+    """The in-the-wild people a model was trained on (empty: none)."""
+    return {p for p in model.contract.extra.get("trained_on_inthewild", "").split(",") if p}
+
+
+def check_unseen(models: dict[str, EmotionModel], people: str) -> None:
+    """Refuse to score a model on in-the-wild photos it was trained on (the export writes
+    ``trained_on_inthewild``, from ``trainer.wild_crops`` files or an init that had them):
+    such a number would look like accuracy on real people and be memory."""
+    for name, m in models.items():
+        seen = _seen(m)
+        if seen and ("all" in seen or people != "held_out"):
+            hint = (
+                "it has seen every person: score it with --no-inthewild"
+                if "all" in seen
+                else "score it with --people held_out"
+            )
+            raise E2EError(
+                f"{name}: trained on the in-the-wild photos of people {','.join(sorted(seen))}"
+                f", cannot be scored on people {people}: {hint}"
+            )
+
+
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     conditions = _parse_conditions(args.conditions)
@@ -414,6 +463,11 @@ def run(args: argparse.Namespace) -> dict:
             label_columns(models[name].labels, FER_LABELS)
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
+    people = args.people
+    if people == "auto":
+        people = "held_out" if any(_seen(m) for m in models.values()) else "all"
+    if not args.no_inthewild:
+        check_unseen(models, people)
     try:
         detector = FaceDetector(DetectorParams.from_config(dcfg))
     except DetectorError as exc:
@@ -432,10 +486,11 @@ def run(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_inthewild:
         root = data / "inthewild"
-        paths, labels = load_inthewild(root, args.limit)
+        paths, labels = load_inthewild(root, args.limit, people)
         scored = runner.score(inthewild_scenes(paths, args.canvas), labels)
         report["data"]["inthewild"] = str(root)
         report["data"]["canvas"] = args.canvas
+        report["data"]["people"] = people
         report["inthewild"] = {
             "items": len(labels),
             "models": {n: summary(s) for n, s in scored.items()},
@@ -496,6 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=CANVAS_SCALE,
         help=f"in-the-wild canvas side / photo side (default {CANVAS_SCALE}, >= 1)",
+    )
+    ap.add_argument(
+        "--people",
+        choices=("auto", *PEOPLE),
+        default="auto",
+        help="in-the-wild photos of every person, or of one half split by person; auto "
+        "(default): held_out when a model was fitted on the train half, else all",
     )
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
     ap.add_argument(

@@ -143,6 +143,9 @@ def contract_from_checkpoints(
         val_accuracy_fp32=f"{val_accuracy if val_accuracy is not None else float('nan'):.4f}",
         ensemble=json.dumps(members),
     )
+    people = sorted({p for ck in cks for p in ck.get("inthewild_people", [])})
+    if people:  # an ensemble has seen what any member has seen
+        extra["trained_on_inthewild"] = ",".join(people)
     return dataclasses.replace(base, extra=extra)
 
 
@@ -172,6 +175,11 @@ def contract_from_checkpoint(ck: dict, temperature: float, tta: str = "none") ->
                 else {}
             ),
             **({"init_from": ck["init"]["sha256"][:12]} if ck.get("init") else {}),
+            **(
+                {"trained_on_inthewild": ",".join(ck["inthewild_people"])}
+                if ck.get("inthewild_people")
+                else {}
+            ),
         },
     )
 

@@ -42,7 +42,10 @@ from trainer.data import (
     DataError,
     FaceDataset,
     blend_ferplus,
+    concat,
+    crops_people,
     default_data_dir,
+    load_crops_npz,
     load_split,
     remove_duplicates,
 )
@@ -98,6 +101,14 @@ def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceData
             print(
                 f"FER+ blend {cfg.data.ferplus_blend:g}: votes for {matched} of {len(train)} "
                 f"train images ({len(train) - matched} keep one-hot targets)"
+            )
+    for extra_path in cfg.data.extra:
+        extra = load_crops_npz(Path(extra_path))
+        train = concat(train, extra, cfg.data.extra_repeat)
+        if log:
+            print(
+                f"extra: {len(extra)} crops from {extra_path} x{cfg.data.extra_repeat} "
+                f"(per class {extra.class_counts().tolist()})"
             )
     return train, val
 
@@ -278,6 +289,9 @@ def _train(cfg: TrainConfig, place: Placement, resume: bool, quiet: bool) -> Pat
         save_config(cfg, run_dir / "config.yaml")
 
     train_ds, val_ds = load_data(cfg, log=not quiet)
+    # Which in-the-wild people the model has seen: export writes it into the file, and
+    # trainer.evaluate_e2e then scores the model on the other people only.
+    wild_people = {p for p in map(crops_people, map(Path, cfg.data.extra)) if p}
     labels = FER_LABELS
     model = build_model(cfg.model.arch, len(labels), dropout=cfg.model.dropout, **cfg.model.kwargs)
     params, macs = count_params(model), count_macs(model)
@@ -499,6 +513,10 @@ def _train(cfg: TrainConfig, place: Placement, resume: bool, quiet: bool) -> Pat
             "commit": commit,
             "teachers": teacher_info,
             "init": init_record,
+            # and the init's (on resume init_record comes from the checkpoint)
+            "inthewild_people": sorted(
+                wild_people | set((init_record or {}).get("inthewild_people", []))
+            ),
             "placement": place.describe(),
         }
         if summ["accuracy"] > best_acc:

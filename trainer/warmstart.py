@@ -87,6 +87,8 @@ def read_init(cfg: TrainConfig) -> InitWeights | None:
         "arch": arch,
         "epoch": ck.get("epoch"),
         "val_accuracy": ck.get("val", {}).get("accuracy"),
+        # Photos the init has seen stay seen by every model fine-tuned from it.
+        "inthewild_people": list(ck.get("inthewild_people", [])),
     }
     return InitWeights(weights, record)
 
@@ -113,6 +115,9 @@ def _read_exported(cfg: TrainConfig, path: Path) -> InitWeights:
         "epoch": weights.meta.get("train_epoch"),
         "val_accuracy": weights.meta.get("val_accuracy_fp32"),
         "exported": True,
+        "inthewild_people": [
+            p for p in weights.meta.get("trained_on_inthewild", "").split(",") if p
+        ],
     }
     return InitWeights(None, record, weights)
 

@@ -29,6 +29,7 @@ def measured(data_dir, tmp_path_factory: pytest.TempPathFactory) -> dict:
         data=str(data_dir),
         limit=0,
         canvas=2.5,
+        people="auto",  # held_out if a model was fitted on the other half of the people
         no_inthewild=False,
         conditions="none",
         cond_limit=0,

@@ -12,6 +12,8 @@ from edge_daemon.labels import FER_LABELS
 from trainer.data import (
     DataError,
     FaceDataset,
+    concat,
+    crops_people,
     load_fer2013_npz,
     load_fer_csv,
     load_ferplus_npz,
@@ -341,3 +343,29 @@ def test_remove_duplicates_without_others() -> None:
     train = FaceDataset(np.stack([a, a, b]), np.zeros(3, np.int64), None, "train")
     kept, dup, leak = remove_duplicates(train)
     assert (len(kept), dup, leak) == (2, 1, 0)
+
+
+def test_concat_gives_hard_labelled_crops_one_hot_targets_beside_votes() -> None:
+    soft = np.full((2, 7), 1 / 7, np.float32)
+    a = FaceDataset(np.zeros((2, 48, 48), np.uint8), np.array([0, 1]), soft, "a")
+    b = FaceDataset(np.ones((1, 48, 48), np.uint8), np.array([3]), None, "b")
+    c = concat(a, b, repeat=3)
+    assert c.labels.tolist() == [0, 1, 3, 3, 3]
+    assert (c.images[2:] == 1).all() and c.soft is not None
+    assert np.array_equal(c.soft[:2], soft)
+    assert (c.soft[2:] == np.eye(7, dtype=np.float32)[3]).all()
+    hard = concat(FaceDataset(a.images, a.labels, None, "a"), b)
+    assert hard.soft is None and len(hard) == 3
+    with pytest.raises(DataError, match="repeat must be >= 1"):
+        concat(a, b, repeat=0)
+
+
+def test_crops_people_reads_the_wild_crops_meta(tmp_path: Path) -> None:
+    img, lab = np.zeros((1, 48, 48), np.uint8), np.zeros(1, np.int64)
+    np.savez(tmp_path / "a.npz", images=img, labels=lab, meta=np.array('{"people": "train"}'))
+    np.savez(tmp_path / "b.npz", images=img, labels=lab)
+    np.savez(tmp_path / "c.npz", images=img, labels=lab, meta=np.array("{oops"))
+    assert crops_people(tmp_path / "a.npz") == "train"
+    assert crops_people(tmp_path / "b.npz") == ""
+    with pytest.raises(DataError, match="meta is not JSON"):
+        crops_people(tmp_path / "c.npz")

@@ -96,7 +96,7 @@ def test_unknown_condition_is_refused() -> None:
     assert e2e._parse_conditions("noise") == ("clean", "noise")
 
 
-def _astronaut_set(root: Path, rows: list[tuple[str, str]]) -> None:
+def _astronaut_set(root: Path, rows: list[tuple[str, str]], person: str = "p") -> None:
     from skimage import data
 
     img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
@@ -106,7 +106,7 @@ def _astronaut_set(root: Path, rows: list[tuple[str, str]]) -> None:
     (root / "images" / "blank.png").write_bytes(
         cv2.imencode(".png", np.full((200, 200, 3), 90, np.uint8))[1].tobytes()
     )
-    lines = ["file,emotion,person"] + [f"{f},{e},p" for f, e in rows]
+    lines = ["file,emotion,person"] + [f"{f},{e},{person}" for f, e in rows]
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -156,3 +156,71 @@ def test_cli_missing_data_and_model(tmp_path: Path, capsys) -> None:
     assert "labels.csv: no such file" in capsys.readouterr().err
     assert e2e.main([str(tmp_path / "nope.onnx"), "--data", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_person_fold_is_fixed_and_splits_the_people_about_in_half() -> None:
+    # Pinned: the split must not move between machines or releases, or a model fitted on
+    # one half would later be scored on people it has seen.
+    assert [e2e.person_fold(n) for n in ("alice", "bob", "carol", "erin")] == [
+        "held_out",
+        "held_out",
+        "train",
+        "train",
+    ]
+    share = np.mean([e2e.person_fold(f"person {i}") == "train" for i in range(2000)])
+    assert 0.45 < share < 0.55
+
+
+def test_load_inthewild_keeps_every_person_in_one_half(tmp_path: Path) -> None:
+    people = ["alice", "bob", "carol", "erin", "dave"]
+    rows = [f"{n}_{k}.jpg,{'happy' if k else 'neutral'},{n}" for n in people for k in range(3)]
+    (tmp_path / "labels.csv").write_text("file,emotion,person\n" + "\n".join(rows) + "\n")
+    got = {p: e2e.load_inthewild(tmp_path, people=p)[0] for p in e2e.PEOPLE}
+    names = {p: {x.name.rsplit("_", 1)[0] for x in v} for p, v in got.items()}
+    assert names["train"] == {"carol", "erin"}
+    assert names["held_out"] == {"alice", "bob", "dave"}
+    assert sorted(got["train"] + got["held_out"]) == sorted(got["all"])
+    with pytest.raises(e2e.E2EError, match="allowed"):
+        e2e.load_inthewild(tmp_path, people="some")
+    (tmp_path / "labels.csv").write_text("file,emotion\na.jpg,happy\n")
+    assert len(e2e.load_inthewild(tmp_path)[0]) == 1  # no person column: all still works
+    with pytest.raises(e2e.E2EError, match="needs columns emotion,file,person"):
+        e2e.load_inthewild(tmp_path, people="held_out")
+
+
+def _seen_model(tmp_path: Path, people: str) -> Path:
+    """The bundled default's graph, its metadata saying it was fitted on ``people``."""
+    import onnx
+
+    from edge_daemon.config.schema import BUNDLED_MODELS
+
+    m = onnx.load(str(BUNDLED_MODELS["fast"]))
+    m.metadata_props.add(key="trained_on_inthewild", value=people)
+    path = tmp_path / f"seen_{people}.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def test_a_model_fitted_on_in_the_wild_photos_is_scored_on_other_people_only(
+    tmp_path: Path, capsys
+) -> None:
+    data = tmp_path / "data"
+    # The astronaut as a held-out person: the auto default scores the fitted model on her.
+    _astronaut_set(data / "inthewild", [("face.png", "happy")], person="alice")
+    seen = _seen_model(tmp_path, "train")
+    argv = ["--data", str(data), "--conditions", "none", "--out", str(tmp_path), "--json"]
+    assert e2e.main([f"cand={seen}", "fast", *argv]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"]["people"] == "held_out"
+    assert report["inthewild"]["models"]["cand"]["found"] == 1
+    # Asked for the photos it was fitted on, or for all of them: refused, one line.
+    for people in ("all", "train"):
+        assert e2e.main([f"cand={seen}", *argv, "--people", people]) == 2
+        err = capsys.readouterr().err
+        assert "cannot be scored on people" in err and "--people held_out" in err
+    # A model fitted on every person has no held-out photos left.
+    assert e2e.main([str(_seen_model(tmp_path, "all")), *argv, "--people", "held_out"]) == 2
+    assert "--no-inthewild" in capsys.readouterr().err
+    # Models that never saw the photos keep the whole set under auto.
+    assert e2e.main(["fast", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["people"] == "all"

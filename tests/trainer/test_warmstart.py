@@ -53,6 +53,7 @@ def test_weights_are_loaded_and_the_file_is_recorded(tmp_path: Path) -> None:
         "arch": "edgefer",
         "epoch": 7,
         "val_accuracy": 0.6,
+        "inthewild_people": [],
     }
     torch.manual_seed(99)
     model = build_model("edgefer", len(FER_LABELS))
@@ -61,6 +62,14 @@ def test_weights_are_loaded_and_the_file_is_recorded(tmp_path: Path) -> None:
     apply_init(model, init)
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved[k]), k
+
+
+def test_the_in_the_wild_people_an_init_has_seen_are_carried(tmp_path: Path) -> None:
+    # A model fine-tuned from one fitted on in-the-wild photos has seen them too: the
+    # record carries them into the new checkpoint (and from there into the export).
+    path = _ck(tmp_path / "a.pt", inthewild_people=["train"])
+    init = read_init(_cfg(f"model.init={path}"))
+    assert init is not None and init.record["inthewild_people"] == ["train"]
 
 
 @pytest.mark.parametrize(
