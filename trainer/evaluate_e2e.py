@@ -448,6 +448,16 @@ def check_unseen(models: dict[str, EmotionModel], people: str) -> None:
             )
 
 
+def resolve_people(models: dict[str, EmotionModel], people: str, check: bool = True) -> str:
+    """``auto`` -> ``held_out`` when any model was fitted on in-the-wild photos, else
+    ``all``; then (``check``) refuse a choice that would score a model on people it saw."""
+    if people == "auto":
+        people = "held_out" if any(_seen(m) for m in models.values()) else "all"
+    if check:
+        check_unseen(models, people)
+    return people
+
+
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     conditions = _parse_conditions(args.conditions)
@@ -463,11 +473,7 @@ def run(args: argparse.Namespace) -> dict:
             label_columns(models[name].labels, FER_LABELS)
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
-    people = args.people
-    if people == "auto":
-        people = "held_out" if any(_seen(m) for m in models.values()) else "all"
-    if not args.no_inthewild:
-        check_unseen(models, people)
+    people = resolve_people(models, args.people, check=not args.no_inthewild)
     try:
         detector = FaceDetector(DetectorParams.from_config(dcfg))
     except DetectorError as exc:
@@ -537,6 +543,16 @@ def _parse_conditions(spec: str) -> tuple[str, ...]:
     return names if "clean" in names else ("clean", *names)
 
 
+def add_people_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--people",
+        choices=("auto", *PEOPLE),
+        default="auto",
+        help="in-the-wild photos of every person, or of one half split by person; auto "
+        "(default): held_out when a model was fitted on the train half, else all",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
@@ -552,13 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         default=CANVAS_SCALE,
         help=f"in-the-wild canvas side / photo side (default {CANVAS_SCALE}, >= 1)",
     )
-    ap.add_argument(
-        "--people",
-        choices=("auto", *PEOPLE),
-        default="auto",
-        help="in-the-wild photos of every person, or of one half split by person; auto "
-        "(default): held_out when a model was fitted on the train half, else all",
-    )
+    add_people_option(ap)
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
     ap.add_argument(
         "--conditions",

@@ -2,7 +2,8 @@
 
     python -m trainer.evaluate_events [MODEL.onnx | fast | ferplus | accurate ...]
         [--data DIR] [--neutral N] [--expressive N] [--seconds S] [--fps F]
-        [--set KEY=V1,V2 ...] [--fold all|tune|check] [--videos] [--json]
+        [--set KEY=V1,V2 ...] [--fold all|tune|check] [--people auto|all|train|held_out]
+        [--videos] [--json]
 
 The event policy turns per-frame probabilities into the events subscribers act on; a
 model that calls a neutral face "sad" for one second in ten becomes a stream of false
@@ -56,7 +57,14 @@ from edge_daemon.pipeline import CameraAnalyzer
 from edge_daemon.types import Event, Frame
 from trainer.data import default_data_dir
 from trainer.evaluate import report_cli
-from trainer.evaluate_e2e import E2EError, load_inthewild, place_in_frame, resolve_models
+from trainer.evaluate_e2e import (
+    E2EError,
+    add_people_option,
+    load_inthewild,
+    place_in_frame,
+    resolve_models,
+    resolve_people,
+)
 
 DEFAULT_SECONDS = 8.0
 DEFAULT_FPS = 10.0
@@ -301,13 +309,27 @@ def _grid(sets: list[str]) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
-    paths, labels = load_inthewild(data / "inthewild")
+    models = {}
+    for name, path in resolve_models(args.models).items():
+        try:
+            models[name] = EmotionModel(path, "cpu", 1)
+        except ModelLoadError as exc:
+            raise E2EError(str(exc)) from exc
+    # Photos of people a model was fitted on would flatter its events: the others only.
+    people = resolve_people(models, args.people)
+    paths, labels = load_inthewild(data / "inthewild", people=people)
     neutral_idx, other_idx = select_clips(labels, args.neutral, args.expressive, args.fold)
     photos = {i: cv2.imread(str(paths[i]), cv2.IMREAD_COLOR) for i in neutral_idx + other_idx}
     for i, img in photos.items():
         if img is None:
             raise E2EError(f"{paths[i]}: not a readable image")
-    report: dict = {"seconds": args.seconds, "fps": args.fps, "fold": args.fold, "runs": []}
+    report: dict = {
+        "seconds": args.seconds,
+        "fps": args.fps,
+        "fold": args.fold,
+        "people": people,
+        "runs": [],
+    }
     for overrides in _grid(args.set):
         try:
             cfg = base_config(overrides)
@@ -342,7 +364,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def format_report(r: dict) -> str:
     lines = [
-        f"{r['seconds']:g} s clips at {r['fps']:g} fps, photos: {r.get('fold', 'all')}; "
+        f"{r['seconds']:g} s clips at {r['fps']:g} fps, photos: {r.get('fold', 'all')}, "
+        f"people {r.get('people', 'all')}; "
         "neutral: false start/update/alert events on neutral faces; expressive: labelled "
         "emotion reported, median delay"
     ]
@@ -390,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="all photos, or one half of each emotion's (tune: even positions, check: odd)",
     )
+    add_people_option(ap)
     ap.add_argument("--videos", action="store_true", help="also replay the shared videos")
     ap.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = ap.parse_args(argv)

@@ -110,6 +110,33 @@ def test_replay_of_a_real_face_reports_one_track_and_its_events(tmp_path: Path, 
     assert n["neutral_reported"] + n["false_start_update"] >= 1
 
 
+def test_a_model_fitted_on_in_the_wild_photos_replays_the_other_people_only(
+    tmp_path: Path, capsys
+) -> None:
+    import onnx
+
+    from edge_daemon.config.schema import BUNDLED_MODELS
+
+    m = onnx.load(str(BUNDLED_MODELS["fast"]))
+    m.metadata_props.add(key="trained_on_inthewild", value="train")
+    seen = tmp_path / "seen.onnx"
+    onnx.save(m, str(seen))
+    root = tmp_path / "inthewild"
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    # carol is in the train half, alice held out (trainer.evaluate_e2e.person_fold)
+    (root / "labels.csv").write_text(
+        "file,emotion,person\na.png,neutral,carol\na.png,neutral,alice\na.png,sad,alice\n"
+    )
+    argv = [str(seen), "--data", str(tmp_path), "--seconds", "1", "--fps", "5", "--json"]
+    assert ev.main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["people"] == "held_out"
+    assert r["runs"][0]["neutral"]["clips"] == 1 and r["runs"][0]["expressive"]["clips"] == 1
+    assert ev.main([*argv, "--people", "all"]) == 2
+    assert "cannot be scored on people all" in capsys.readouterr().err
+
+
 def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     assert ev.main(["--seconds", "0"]) == 2
     assert ev.main(["--data", str(tmp_path)]) == 2
