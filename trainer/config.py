@@ -42,6 +42,11 @@ class DataConfig:
     # to val), each repeated extra_repeat times per epoch; one-hot targets.
     extra: tuple[str, ...] = ()
     extra_repeat: int = 1
+    # Rarer classes of an extra file repeated more: class c's crops extra_repeat x
+    # (n_most / n_c) ** extra_balance times (at most EXTRA_BALANCE_CAP x more). In-the-wild
+    # crops are 97% neutral and happy: unbalanced, the look of the daemon's crops itself
+    # would come to mean "neutral or happy" and cost the rare classes' recall.
+    extra_balance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,8 @@ def load_train_config(path: str | Path | None, overrides: list[str]) -> TrainCon
         raise TrainConfigError(f"amp: {cfg.amp!r} (allowed: auto, off, bf16, fp16)")
     if cfg.data.extra_repeat < 1:
         raise TrainConfigError(f"data.extra_repeat: {cfg.data.extra_repeat} must be at least 1")
+    if not 0.0 <= cfg.data.extra_balance <= 1.0:
+        raise TrainConfigError(f"data.extra_balance: {cfg.data.extra_balance} must be in 0..1")
     return cfg
 
 

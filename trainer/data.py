@@ -290,12 +290,26 @@ def crops_people(path: Path) -> str:
     return str(meta.get("people", "")) if isinstance(meta, dict) else ""
 
 
-def concat(a: FaceDataset, b: FaceDataset, repeat: int = 1) -> FaceDataset:
-    """``a`` followed by ``repeat`` copies of ``b``. Where ``a`` has soft targets, ``b``'s
-    rows get one-hot ones (its labels are hard)."""
-    if repeat < 1:
-        raise DataError(f"repeat must be >= 1, got {repeat}")
-    idx = np.tile(np.arange(len(b)), repeat)
+#: The most a rare class of an extra file is repeated beyond ``extra_repeat``: one fear
+#: face among 600 neutral ones must not become a hundred copies of one photo.
+EXTRA_BALANCE_CAP = 8.0
+
+
+def balanced_repeats(labels: np.ndarray, repeat: int, power: float) -> np.ndarray:
+    """Per-item repeat counts: ``repeat x (n_most / n_class) ** power``, capped, rounded."""
+    counts = np.bincount(labels, minlength=len(FER_LABELS)).astype(np.float64)
+    ratio = np.divide(counts.max(), counts, out=np.ones_like(counts), where=counts > 0)
+    per_class = repeat * np.minimum(ratio**power, EXTRA_BALANCE_CAP)
+    return np.maximum(1, np.round(per_class[labels])).astype(np.int64)
+
+
+def concat(a: FaceDataset, b: FaceDataset, repeat: int | np.ndarray = 1) -> FaceDataset:
+    """``a`` followed by ``repeat`` copies of ``b`` (or ``repeat[i]`` copies of item i).
+    Where ``a`` has soft targets, ``b``'s rows get one-hot ones (its labels are hard)."""
+    reps = np.broadcast_to(np.asarray(repeat, np.int64), (len(b),))
+    if len(reps) and reps.min() < 1:
+        raise DataError(f"repeat must be >= 1, got {int(reps.min())}")
+    idx = np.repeat(np.arange(len(b)), reps)
     images = np.concatenate([a.images, b.images[idx]])
     labels = np.concatenate([a.labels, b.labels[idx]])
     soft = None

@@ -41,6 +41,7 @@ from trainer.config import (
 from trainer.data import (
     DataError,
     FaceDataset,
+    balanced_repeats,
     blend_ferplus,
     concat,
     crops_people,
@@ -104,11 +105,14 @@ def load_data(cfg: TrainConfig, log: bool = True) -> tuple[FaceDataset, FaceData
             )
     for extra_path in cfg.data.extra:
         extra = load_crops_npz(Path(extra_path))
-        train = concat(train, extra, cfg.data.extra_repeat)
+        reps = balanced_repeats(extra.labels, cfg.data.extra_repeat, cfg.data.extra_balance)
+        train = concat(train, extra, reps)
         if log:
+            per_class = np.bincount(extra.labels, weights=reps, minlength=len(FER_LABELS))
             print(
-                f"extra: {len(extra)} crops from {extra_path} x{cfg.data.extra_repeat} "
-                f"(per class {extra.class_counts().tolist()})"
+                f"extra: {len(extra)} crops from {extra_path} (per class "
+                f"{extra.class_counts().tolist()}), {int(reps.sum())} with repeats "
+                f"({per_class.astype(int).tolist()})"
             )
     return train, val
 

@@ -12,6 +12,7 @@ from edge_daemon.labels import FER_LABELS
 from trainer.data import (
     DataError,
     FaceDataset,
+    balanced_repeats,
     concat,
     crops_people,
     load_fer2013_npz,
@@ -369,3 +370,15 @@ def test_crops_people_reads_the_wild_crops_meta(tmp_path: Path) -> None:
     assert crops_people(tmp_path / "b.npz") == ""
     with pytest.raises(DataError, match="meta is not JSON"):
         crops_people(tmp_path / "c.npz")
+
+
+def test_balanced_repeats_lift_rare_classes_up_to_the_cap() -> None:
+    labels = np.array([6] * 400 + [4] * 100 + [2] * 1)
+    assert balanced_repeats(labels, 2, 0.0).tolist() == [2] * 501  # off: every item twice
+    r = balanced_repeats(labels, 2, 0.5)
+    assert (r[:400] == 2).all()  # the commonest class: the base repeat
+    assert (r[400:500] == 4).all()  # 4x rarer: sqrt(4) = 2x more
+    assert r[500] == 16  # 400x rarer: sqrt = 20x, capped at 8x the base repeat
+    a = FaceDataset(np.zeros((1, 48, 48), np.uint8), np.array([0]), None, "a")
+    b = FaceDataset(np.zeros((3, 48, 48), np.uint8), np.array([1, 2, 3]), None, "b")
+    assert concat(a, b, np.array([1, 3, 2])).labels.tolist() == [0, 1, 2, 2, 2, 3, 3]

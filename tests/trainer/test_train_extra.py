@@ -68,14 +68,15 @@ def _cfg(tmp_path: Path, name: str, *more: str):
 
 
 def test_extra_crops_train_and_the_people_seen_follow_the_model(
-    tmp_path: Path, one_torch_thread: None
+    tmp_path: Path, one_torch_thread: None, capsys
 ) -> None:
     _folder(tmp_path / "faces" / "train", 4, seed=1)
     _folder(tmp_path / "faces" / "val", 2, seed=2)
     crops = _crops(tmp_path / "wild.npz", 5, "train")
     other = _crops(tmp_path / "other.npz", 3, None)  # crops from elsewhere: no people
     cfg = _cfg(tmp_path, "a", f"data.extra=[{crops}, {other}]", "data.extra_repeat=2")
-    train_ds, val_ds = load_data(cfg, log=False)
+    train_ds, val_ds = load_data(cfg)
+    assert f"extra: 5 crops from {crops}" in capsys.readouterr().out
     assert len(train_ds) == 7 * 4 + 2 * 5 + 2 * 3  # base + each extra file twice
     assert len(val_ds) == 7 * 2  # never into val
     with np.load(crops) as z:
