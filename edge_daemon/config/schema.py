@@ -195,12 +195,13 @@ class ModelConfig(StrictModel):
         description="bundled model used when path is null. auto (the default): fast on a "
         "CPU with int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX, ARM asimddp), nano on "
         "one without. fast (ferplus is the same file): edgefer2 trained on the FER+ crowd "
-        "votes, right on 87.7% of the faces found in labelled photos of real people "
-        "through the daemon's own detector and crop (macro F1 0.44), 81.5% against the "
-        "FER+ majority on FER+ val; nano: a quarter of its multiply-adds, distilled from "
-        "it, 86.8% (macro F1 0.39), 76.4% on FER+ val, 2.5x faster on a VNNI CPU; "
+        "votes and fine-tuned on the daemon's own crops of real people, right on 88.7% of "
+        "the faces found in labelled photos of people it has not seen, through the "
+        "daemon's own detector and crop (macro F1 0.46), 81.4% against the FER+ majority "
+        "on FER+ val; nano: a quarter of its multiply-adds, 86.6% (macro F1 0.41), 76.4% "
+        "on FER+ val, 2.5x faster on a VNNI CPU; "
         "fer2013: the FER-2013-label model, 69.1% on FER-2013 PublicTest (for comparison "
-        "with published work) but 63.7% on those photos, calling most neutral faces sad "
+        "with published work) but 64.8% on those photos, calling most neutral faces sad "
         "or angry; accurate: two earlier FER-2013 models averaged in one graph, 68.7%, "
         "twice the cost. Figures from edge_daemon/models/MODEL_CARD.md",
     )
