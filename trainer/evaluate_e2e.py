@@ -208,6 +208,26 @@ def condition_scene(
 # ---------------------------------------------------------------------- running
 
 
+def default_detector() -> FaceDetector:
+    """The detector as the daemon builds it with its default settings."""
+    try:
+        return FaceDetector(DetectorParams.from_config(DetectorConfig()))
+    except DetectorError as exc:
+        raise E2EError(str(exc)) from exc
+
+
+def labelled_faces(
+    detector: FaceDetector, scenes: Iterable[Scene]
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(scene index, frame, box [1, 4])`` for each scene whose labelled face the
+    detector finds (:func:`pick_face`); scenes without one are skipped (misses)."""
+    for i, (frame, region) in enumerate(scenes):
+        det = detector.detect(frame)
+        k = pick_face(det.xyxy, region)
+        if k >= 0:
+            yield i, frame, det.xyxy[k : k + 1]
+
+
 @dataclass(frozen=True)
 class Scored:
     """One model's view of one labelled set: probabilities for the faces found."""
@@ -232,15 +252,10 @@ class Runner:
         found = np.zeros(n, bool)
         probs = {name: np.zeros((n, len(FER_LABELS)), np.float32) for name in self.models}
         cols = {name: label_columns(m.labels, FER_LABELS) for name, m in self.models.items()}
-        for i, (frame, region) in enumerate(scenes):
+        for i, frame, box in labelled_faces(self.detector, scenes):
             if i >= n:
                 raise E2EError(f"more scenes than the {n} labels")
-            det = self.detector.detect(frame)
-            k = pick_face(det.xyxy, region)
-            if k < 0:
-                continue
             found[i] = True
-            box = det.xyxy[k : k + 1]
             for name, model in self.models.items():
                 contract = model.contract
                 if self.crop_margin is not None:
@@ -474,11 +489,7 @@ def run(args: argparse.Namespace) -> dict:
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
     people = resolve_people(models, args.people, check=not args.no_inthewild)
-    try:
-        detector = FaceDetector(DetectorParams.from_config(dcfg))
-    except DetectorError as exc:
-        raise E2EError(str(exc)) from exc
-    runner = Runner(models, detector, args.crop_margin)
+    runner = Runner(models, default_detector(), args.crop_margin)
     report: dict = {
         "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
         "crop_margin_override": args.crop_margin,

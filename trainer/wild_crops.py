@@ -31,14 +31,14 @@ import numpy as np
 from edge_daemon.classify.crop import crop_faces
 from edge_daemon.classify.model import EmotionModel, ModelLoadError
 from edge_daemon.config.schema import DetectorConfig
-from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
 from trainer.data import IMAGE_SIZE, default_data_dir
 from trainer.evaluate_e2e import (
     CANVAS_SCALE,
     E2EError,
+    default_detector,
     inthewild_scenes,
+    labelled_faces,
     load_inthewild,
-    pick_face,
     resolve_models,
 )
 
@@ -63,24 +63,17 @@ def build(data: Path, people: str, model_name: str, out: Path) -> dict:
             f"{path}: the trainer trains {IMAGE_SIZE}x{IMAGE_SIZE} grey crops; this model "
             f"takes {contract.input_size}x{contract.input_size} with {contract.channels} channels"
         )
-    dcfg = DetectorConfig()
-    try:
-        detector = FaceDetector(DetectorParams.from_config(dcfg))
-    except DetectorError as exc:
-        raise E2EError(str(exc)) from exc
+    detector = default_detector()
     root = data / "inthewild"
     paths, labels = load_inthewild(root, 0, people)
     crops: list[np.ndarray] = []
     kept: list[int] = []
-    for i, (frame, region) in enumerate(inthewild_scenes(paths, CANVAS_SCALE)):
-        det = detector.detect(frame)
-        k = pick_face(det.xyxy, region)
-        if k < 0:
-            continue
-        crops.append(crop_faces(frame, det.xyxy[k : k + 1], contract)[0])
+    for i, frame, box in labelled_faces(detector, inthewild_scenes(paths, CANVAS_SCALE)):
+        crops.append(crop_faces(frame, box, contract)[0])
         kept.append(i)
     if not kept:
         raise E2EError(f"{root}: the detector found no labelled face in {len(paths)} photos")
+    dcfg = DetectorConfig()
     meta = {
         "people": people,
         "photos": len(paths),
