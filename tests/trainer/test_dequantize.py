@@ -72,7 +72,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     quantize(fp32, int8, images(512, 0), "minmax", reduce_range=False)
     back = d / "back.onnx"
     dq.dequantize(int8, back)
-    return {"fp32": fp32, "int8": int8, "back": back}
+    # 7-bit weights too, the quantizer's default: on x86 CPUs without VNNI, onnxruntime
+    # adds pairs of u8 x s8 products in 16-bit lanes, which saturate for 8-bit weights,
+    # so only a 7-bit int8 file computes its own arithmetic on every CPU.
+    int8_7 = d / "int8_7.onnx"
+    quantize(fp32, int8_7, images(512, 0), "minmax")
+    back_7 = d / "back_7.onnx"
+    dq.dequantize(int8_7, back_7)
+    return {"fp32": fp32, "int8": int8, "back": back, "int8_7": int8_7, "back_7": back_7}
 
 
 def test_the_quantizer_folds_the_relu(models: dict[str, Path]) -> None:
@@ -81,17 +88,29 @@ def test_the_quantizer_folds_the_relu(models: dict[str, Path]) -> None:
     assert "Relu" not in ops and "QuantizeLinear" in ops
 
 
-def test_dequantized_model_computes_what_the_int8_file_computes(models: dict) -> None:
-    g = onnx.load(str(models["back"])).graph
+@pytest.mark.parametrize("bits", ["8", "7"])
+def test_dequantized_model_computes_what_the_original_computes(models: dict, bits: str) -> None:
+    back = models["back" if bits == "8" else "back_7"]
+    g = onnx.load(str(back)).graph
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in g.node}
     x = images(64, 1)
-    p8 = EmotionModel(models["int8"], providers="cpu").predict(x)
-    pb = EmotionModel(models["back"], providers="cpu").predict(x)
+    pb = EmotionModel(back, providers="cpu").predict(x)
     p32 = EmotionModel(models["fp32"], providers="cpu").predict(x)
-    # Only activation rounding separates the float copy from the int8 file, and only
-    # weight rounding separates it from the original: both far under a dropped Relu.
-    assert np.abs(pb - p8).max() < 0.02
+    # Only weight and activation rounding separate the float copy from the original,
+    # far under a dropped Relu. Both float graphs: the same on every CPU.
     assert np.abs(pb - p32).max() < 0.02
+
+
+def test_dequantized_model_computes_what_the_int8_file_computes(models: dict) -> None:
+    # The 7-bit pair: an 8-bit file's sums saturate on AVX2-only CPUs (the 8-bit pair
+    # was 0.045 apart on a CI machine, and fails this check under qemu's Haswell model),
+    # so what it computes depends on the CPU and no float graph matches it there. The
+    # float copy is the file's arithmetic without that saturation.
+    x = images(64, 1)
+    p8 = EmotionModel(models["int8_7"], providers="cpu").predict(x)
+    pb = EmotionModel(models["back_7"], providers="cpu").predict(x)
+    # Only activation rounding separates the float copy from the int8 file.
+    assert np.abs(pb - p8).max() < 0.02
     assert (pb.argmax(1) == p8.argmax(1)).mean() >= 0.95
 
 
