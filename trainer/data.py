@@ -278,7 +278,8 @@ def load_crops_npz(path: Path) -> FaceDataset:
 
 
 def crops_people(path: Path) -> str:
-    """Which in-the-wild people a ``trainer.wild_crops`` file holds (``train`` or ``all``);
+    """Which in-the-wild people a ``trainer.wild_crops`` file holds (``train``,
+    ``held_out`` or ``all``);
     empty for crops from elsewhere. A model trained on them is scored on the others only."""
     with _open_npz(path) as z:
         if "meta" not in z.files:

@@ -304,9 +304,11 @@ def summary(s: Scored) -> dict:
 
 
 #: ``--people``: every photo, or one of two halves split by person (never by photo, so
-#: no one is in both): ``train`` may be used to fit a model (``trainer.wild_crops``),
-#: ``held_out`` is what such a model is scored on.
+#: no one is in both). A model fitted on one half (``trainer.wild_crops``; ``train`` by
+#: convention) is scored on the other; fitting one model per half (cross-fitting) scores
+#: a recipe on every person, each by a model that never saw them.
 PEOPLE = ("all", "train", "held_out")
+HALVES = ("train", "held_out")
 
 
 def person_fold(person: str) -> str:
@@ -445,29 +447,42 @@ def _seen(model: EmotionModel) -> set[str]:
     return {p for p in model.contract.extra.get("trained_on_inthewild", "").split(",") if p}
 
 
+def _unseen_halves(seen: set[str]) -> set[str]:
+    return set() if "all" in seen else set(HALVES) - seen
+
+
 def check_unseen(models: dict[str, EmotionModel], people: str) -> None:
     """Refuse to score a model on in-the-wild photos it was trained on (the export writes
     ``trained_on_inthewild``, from ``trainer.wild_crops`` files or an init that had them):
     such a number would look like accuracy on real people and be memory."""
     for name, m in models.items():
         seen = _seen(m)
-        if seen and ("all" in seen or people != "held_out"):
-            hint = (
-                "it has seen every person: score it with --no-inthewild"
-                if "all" in seen
-                else "score it with --people held_out"
-            )
-            raise E2EError(
-                f"{name}: trained on the in-the-wild photos of people {','.join(sorted(seen))}"
-                f", cannot be scored on people {people}: {hint}"
-            )
+        if not seen or people in _unseen_halves(seen):
+            continue
+        unseen = sorted(_unseen_halves(seen))
+        hint = (
+            f"score it with --people {unseen[0]}"
+            if unseen
+            else "it has seen every person: score it with --no-inthewild"
+        )
+        raise E2EError(
+            f"{name}: trained on the in-the-wild photos of people {','.join(sorted(seen))}"
+            f", cannot be scored on people {people}: {hint}"
+        )
 
 
 def resolve_people(models: dict[str, EmotionModel], people: str, check: bool = True) -> str:
-    """``auto`` -> ``held_out`` when any model was fitted on in-the-wild photos, else
-    ``all``; then (``check``) refuse a choice that would score a model on people it saw."""
+    """``auto`` -> the half of the people no model was fitted on when any was (``held_out``
+    for the usual ``train`` fit), else ``all``; then (``check``) refuse a choice that
+    would score a model on people it saw."""
     if people == "auto":
-        people = "held_out" if any(_seen(m) for m in models.values()) else "all"
+        seen = [_seen(m) for m in models.values() if _seen(m)]
+        if not seen:
+            people = "all"
+        else:
+            common = set(HALVES).intersection(*(_unseen_halves(s) for s in seen))
+            # No half unseen by all: check_unseen below names the model and the way out.
+            people = min(common) if common else sorted(_unseen_halves(seen[0]) or HALVES)[0]
     if check:
         check_unseen(models, people)
     return people

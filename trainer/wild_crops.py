@@ -1,6 +1,6 @@
 """Face crops of the in-the-wild photos, cut the way the daemon cuts them, as training data.
 
-    python -m trainer.wild_crops [--people train|all] [--model fast] [--data DIR]
+    python -m trainer.wild_crops [--people train|held_out|all] [--model fast] [--data DIR]
         [--out runs/inthewild_train.npz]
 
 FER+ faces are cut by FER-2013's own pipeline; what the daemon feeds the model is a
@@ -10,12 +10,15 @@ a canvas, detected and cropped exactly as ``trainer.evaluate_e2e`` (and the daem
 and the 48x48 grey crops are written with their labels to an ``.npz`` that
 ``data.extra`` adds to a training run.
 
-Only the ``train`` half of the people (split by person, :func:`~trainer.evaluate_e2e.
-person_fold`) is the default: a model fitted on it is scored end to end with
-``trainer.evaluate_e2e --people held_out``, people it has never seen. ``held_out`` is
-refused. Photos whose face the detector misses are counted and left out (the daemon
-would not classify them either). The file is data derived from the shared set: keep it
-under ``runs/`` (ignored by git), never in the repository.
+The ``train`` half of the people (split by person, :func:`~trainer.evaluate_e2e.
+person_fold`) is the default: a model fitted on it is scored end to end on the
+``held_out`` half, people it has never seen (``trainer.evaluate_e2e`` picks that half
+and refuses the other). Crops of the ``held_out`` half fit the second model of a
+cross-fit, scored on the ``train`` half; crops of ``all`` fit a model no in-the-wild
+photo can score (its recipe is judged by the two halves' models). Photos whose face the
+detector misses are counted and left out (the daemon would not classify them either).
+The file is data derived from the shared set: keep it under ``runs/`` (ignored by git),
+never in the repository.
 """
 
 from __future__ import annotations
@@ -48,11 +51,6 @@ CROPS_KEYS = ("images", "labels", "files", "meta")
 
 def build(data: Path, people: str, model_name: str, out: Path) -> dict:
     """Write the crops of ``people``'s photos to ``out``; returns what was done."""
-    if people == "held_out":
-        raise E2EError(
-            "--people held_out is what a model fitted on these crops is scored on: "
-            "build from train (or all, for a model that is never scored on these photos)"
-        )
     [path] = resolve_models([model_name]).values()
     try:
         contract = EmotionModel(path, "cpu", 1).contract

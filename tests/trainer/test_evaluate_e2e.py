@@ -230,3 +230,24 @@ def test_a_model_fitted_on_in_the_wild_photos_is_scored_on_other_people_only(
     # Models that never saw the photos keep the whole set under auto.
     assert e2e.main(["fer2013", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["data"]["people"] == "all"
+
+
+def test_a_cross_fit_scores_each_half_with_the_model_that_never_saw_it(
+    tmp_path: Path, capsys
+) -> None:
+    data = tmp_path / "data"
+    _astronaut_set(data / "inthewild", [("face.png", "happy")], person="carol")  # train half
+    argv = ["--data", str(data), "--conditions", "none", "--out", str(tmp_path), "--json"]
+    fitted_a, fitted_b = _seen_model(tmp_path, "train"), _seen_model(tmp_path, "held_out")
+    # The second model (fitted on held_out) is scored on the train half under auto.
+    assert e2e.main([f"b={fitted_b}", "fer2013", *argv]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"]["people"] == "train"
+    assert report["inthewild"]["models"]["b"]["found"] == 1
+    assert e2e.main([f"b={fitted_b}", *argv, "--people", "held_out"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be scored on people held_out" in err and "--people train" in err
+    # Both halves' models in one run: no half is unseen by both, refused with the way out.
+    assert e2e.main([f"a={fitted_a}", f"b={fitted_b}", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: b: trained on") and "--people train" in err

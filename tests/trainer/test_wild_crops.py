@@ -63,12 +63,23 @@ def test_crops_are_what_the_daemon_feeds_the_model(tmp_path: Path, capsys) -> No
     assert not list(tmp_path.glob("*.tmp.npz"))
 
 
-def test_held_out_people_are_refused_and_bad_data_is_one_line(tmp_path: Path, capsys) -> None:
+def test_held_out_crops_fit_the_second_half_of_a_cross_fit(tmp_path: Path, capsys) -> None:
+    # The other half's crops, for the second model of a cross-fit: its own people only,
+    # and the file says which, so the export records them and evaluate_e2e scores that
+    # model on the train half.
     _photos(tmp_path / "inthewild")
     out = tmp_path / "crops.npz"
-    argv = ["--data", str(tmp_path), "--out", str(out)]
-    assert wild_crops.main([*argv, "--people", "held_out"]) == 2
-    assert "what a model fitted on these crops is scored on" in capsys.readouterr().err
+    argv = ["--data", str(tmp_path), "--out", str(out), "--people", "held_out"]
+    assert wild_crops.main(argv) == 0
+    assert "people held_out" in capsys.readouterr().out
+    with np.load(out) as z:
+        assert list(z["files"]) == ["other.png"]
+        assert z["labels"].tolist() == [FER_LABELS.index("angry")]
+    assert crops_people(out) == "held_out"
+
+
+def test_bad_data_is_one_line(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "crops.npz"
     assert wild_crops.main(["--data", str(tmp_path / "none"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "labels.csv: no such file" in err and "Traceback" not in err
