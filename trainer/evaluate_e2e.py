@@ -575,7 +575,7 @@ def add_people_option(ap: argparse.ArgumentParser) -> None:
         choices=("auto", *PEOPLE),
         default="auto",
         help="in-the-wild photos of every person, or of one half split by person; auto "
-        "(default): held_out when a model was fitted on the train half, else all",
+        "(default): the half no model was fitted on (held_out for a fit on train), else all",
     )
 
 
