@@ -2,8 +2,8 @@
 
     python -m trainer.evaluate_e2e [MODEL.onnx | fast | ferplus | accurate ...]
         [--data DIR] [--limit N] [--conditions all|none|NAME,...] [--cond-limit N]
-        [--people auto|all|train|held_out] [--crop-margin M] [--tta-hflip] [--out DIR]
-        [--json]
+        [--people auto|all|train|held_out] [--seen] [--crop-margin M] [--tta-hflip]
+        [--out DIR] [--json]
 
 What a user sees is the emotion the daemon names for a face in a camera frame, not a
 model's score on pre-cut 48x48 crops. This command measures that:
@@ -421,6 +421,11 @@ def format_report(r: dict) -> str:
                 + "".join(f"{s['per_class'][c]['recall']:>9.2f}" for c in present)
             )
         lines.append("(per-class columns: recall; precision and confusion in --json)")
+        if r["data"].get("seen_by"):
+            lines.append(
+                f"SEEN: {', '.join(r['data']['seen_by'])} trained on some of these photos: "
+                "a check of the file, not accuracy on people it has not seen"
+            )
     cond = r.get("conditions")
     if cond:
         lines.append("")
@@ -503,7 +508,11 @@ def run(args: argparse.Namespace) -> dict:
             label_columns(models[name].labels, FER_LABELS)
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
-    people = resolve_people(models, args.people, check=not args.no_inthewild)
+    seen_ok = getattr(args, "seen", False)
+    if seen_ok and args.people == "auto":
+        people = "all"
+    else:
+        people = resolve_people(models, args.people, check=not (args.no_inthewild or seen_ok))
     runner = Runner(models, default_detector(), args.crop_margin)
     report: dict = {
         "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
@@ -523,6 +532,13 @@ def run(args: argparse.Namespace) -> dict:
         report["data"]["inthewild"] = str(root)
         report["data"]["canvas"] = args.canvas
         report["data"]["people"] = people
+        # Which models were fitted on some of these photos (--seen): their figures check
+        # the file and the pipeline, they do not measure accuracy on unseen people.
+        report["data"]["seen_by"] = sorted(
+            n
+            for n, m in models.items()
+            if _seen(m) and people not in _unseen_halves(_seen(m))
+        )
         report["inthewild"] = {
             "items": len(labels),
             "models": {n: summary(s) for n, s in scored.items()},
@@ -596,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_people_option(ap)
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
+    ap.add_argument(
+        "--seen",
+        action="store_true",
+        help="score models on photos they were trained on too (auto then means all): a "
+        "regression check of a file, marked SEEN, not accuracy on unseen people",
+    )
     ap.add_argument(
         "--conditions",
         default="all",

@@ -227,6 +227,12 @@ def test_a_model_fitted_on_in_the_wild_photos_is_scored_on_other_people_only(
     # A model fitted on every person has no held-out photos left.
     assert e2e.main([str(_seen_model(tmp_path, "all")), *argv, "--people", "held_out"]) == 2
     assert "--no-inthewild" in capsys.readouterr().err
+    # Unless asked (--seen): then scored on every photo and marked, in JSON and the table.
+    assert e2e.main([f"every={_seen_model(tmp_path, 'all')}", "fer2013", *argv, "--seen"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert report["data"]["people"] == "all" and report["data"]["seen_by"] == ["every"]
+    assert "SEEN: every trained on some of these photos" in out.err
     # Models that never saw the photos keep the whole set under auto.
     assert e2e.main(["fer2013", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["data"]["people"] == "all"
