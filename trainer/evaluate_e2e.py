@@ -468,7 +468,8 @@ def check_unseen(models: dict[str, EmotionModel], people: str) -> None:
         hint = (
             f"score it with --people {unseen[0]}"
             if unseen
-            else "it has seen every person: score it with --no-inthewild"
+            else "it has seen every person: score its recipe fitted on one half of them "
+            "(a cross-fit), or pass --seen to check the file on photos it knows"
         )
         raise E2EError(
             f"{name}: trained on the in-the-wild photos of people {','.join(sorted(seen))}"
@@ -493,6 +494,22 @@ def resolve_people(models: dict[str, EmotionModel], people: str, check: bool = T
     return people
 
 
+def scored_people(models: dict[str, EmotionModel], people: str, seen_ok: bool) -> str:
+    """:func:`resolve_people`, or with ``seen_ok`` (``--seen``) every photo under auto
+    and no refusal: a regression check of files fitted on these people."""
+    if seen_ok:
+        return "all" if people == "auto" else people
+    return resolve_people(models, people)
+
+
+def seen_by(models: dict[str, EmotionModel], people: str) -> list[str]:
+    """The models fitted on some of ``people``'s photos (only under ``--seen``): their
+    figures check the file and the pipeline, not accuracy on unseen people."""
+    return sorted(
+        n for n, m in models.items() if _seen(m) and people not in _unseen_halves(_seen(m))
+    )
+
+
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     conditions = _parse_conditions(args.conditions)
@@ -508,11 +525,10 @@ def run(args: argparse.Namespace) -> dict:
             label_columns(models[name].labels, FER_LABELS)
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
-    seen_ok = getattr(args, "seen", False)
-    if seen_ok and args.people == "auto":
-        people = "all"
+    if args.no_inthewild:
+        people = resolve_people(models, args.people, check=False)
     else:
-        people = resolve_people(models, args.people, check=not (args.no_inthewild or seen_ok))
+        people = scored_people(models, args.people, args.seen)
     runner = Runner(models, default_detector(), args.crop_margin)
     report: dict = {
         "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
@@ -532,13 +548,7 @@ def run(args: argparse.Namespace) -> dict:
         report["data"]["inthewild"] = str(root)
         report["data"]["canvas"] = args.canvas
         report["data"]["people"] = people
-        # Which models were fitted on some of these photos (--seen): their figures check
-        # the file and the pipeline, they do not measure accuracy on unseen people.
-        report["data"]["seen_by"] = sorted(
-            n
-            for n, m in models.items()
-            if _seen(m) and people not in _unseen_halves(_seen(m))
-        )
+        report["data"]["seen_by"] = seen_by(models, people)
         report["inthewild"] = {
             "items": len(labels),
             "models": {n: summary(s) for n, s in scored.items()},
@@ -593,6 +603,12 @@ def add_people_option(ap: argparse.ArgumentParser) -> None:
         help="in-the-wild photos of every person, or of one half split by person; auto "
         "(default): the half no model was fitted on (held_out for a fit on train), else all",
     )
+    ap.add_argument(
+        "--seen",
+        action="store_true",
+        help="score models on photos they were trained on too (auto then means all): a "
+        "regression check of a file, marked SEEN, not accuracy on unseen people",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -612,12 +628,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_people_option(ap)
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
-    ap.add_argument(
-        "--seen",
-        action="store_true",
-        help="score models on photos they were trained on too (auto then means all): a "
-        "regression check of a file, marked SEEN, not accuracy on unseen people",
-    )
     ap.add_argument(
         "--conditions",
         default="all",

@@ -63,7 +63,8 @@ from trainer.evaluate_e2e import (
     load_inthewild,
     place_in_frame,
     resolve_models,
-    resolve_people,
+    scored_people,
+    seen_by,
 )
 
 DEFAULT_SECONDS = 8.0
@@ -315,8 +316,9 @@ def run(args: argparse.Namespace) -> dict:
             models[name] = EmotionModel(path, "cpu", 1)
         except ModelLoadError as exc:
             raise E2EError(str(exc)) from exc
-    # Photos of people a model was fitted on would flatter its events: the others only.
-    people = resolve_people(models, args.people)
+    # Photos of people a model was fitted on would flatter its events: the others only
+    # (unless --seen, and then the report says which models knew the faces).
+    people = scored_people(models, args.people, args.seen)
     paths, labels = load_inthewild(data / "inthewild", people=people)
     neutral_idx, other_idx = select_clips(labels, args.neutral, args.expressive, args.fold)
     photos = {i: cv2.imread(str(paths[i]), cv2.IMREAD_COLOR) for i in neutral_idx + other_idx}
@@ -328,6 +330,7 @@ def run(args: argparse.Namespace) -> dict:
         "fps": args.fps,
         "fold": args.fold,
         "people": people,
+        "seen_by": seen_by(models, people),
         "runs": [],
     }
     for overrides in _grid(args.set):
@@ -395,6 +398,11 @@ def format_report(r: dict) -> str:
                 f"{s['suspected_id_breaks']}), "
                 f"{s['start_update_per_minute']:.1f} events/min, alerts {s['alerts']}"
             )
+    if r.get("seen_by"):
+        lines.append(
+            f"SEEN: {', '.join(r['seen_by'])} trained on some of these photos: a check of "
+            "the file, not its false events on people it has not seen"
+        )
     return "\n".join(lines)
 
 
