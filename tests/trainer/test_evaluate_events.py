@@ -100,11 +100,11 @@ def test_replay_of_a_real_face_reports_one_track_and_its_events(tmp_path: Path, 
     (root / "images").mkdir(parents=True)
     cv2.imwrite(str(root / "images" / "a.png"), face)
     cv2.imwrite(str(root / "images" / "b.png"), np.ascontiguousarray(face[:, ::-1]))
-    # alice is a held-out person: the bundled default was fitted on the other half
+    # nano has seen none of the in-the-wild people (the default has seen them all)
     (root / "labels.csv").write_text(
         "file,emotion,person\na.png,neutral,alice\nb.png,happy,alice\n"
     )
-    rc = ev.main(["fast", "--data", str(tmp_path), "--seconds", "3", "--fps", "10", "--json"])
+    rc = ev.main(["nano", "--data", str(tmp_path), "--seconds", "3", "--fps", "10", "--json"])
     assert rc == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
     assert run["neutral"]["clips"] == 1 and run["expressive"]["clips"] == 1
@@ -146,8 +146,25 @@ def test_a_model_fitted_on_in_the_wild_photos_replays_the_other_people_only(
 
 def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     assert ev.main(["--seconds", "0"]) == 2
-    assert ev.main(["--data", str(tmp_path)]) == 2
+    assert ev.main(["nano", "--data", str(tmp_path)]) == 2
     assert "labels.csv" in capsys.readouterr().err
+
+
+def test_the_default_fitted_on_every_person_is_refused_unless_seen(tmp_path: Path, capsys) -> None:
+    # The bundled default has seen every in-the-wild person: its false events on them
+    # would flatter it. Refused with the way out; --seen runs it and marks it.
+    root = tmp_path / "inthewild"
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    (root / "labels.csv").write_text("file,emotion,person\na.png,neutral,alice\n")
+    argv = ["--data", str(tmp_path), "--seconds", "1", "--fps", "5", "--json"]
+    assert ev.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fast: trained on the in-the-wild photos of people all" in err and "--seen" in err
+    assert ev.main([*argv, "--seen"]) == 0
+    out = capsys.readouterr()
+    r = json.loads(out.out)
+    assert r["people"] == "all" and r["seen_by"] == ["fast"]
 
 
 def test_a_new_id_where_a_face_was_just_seen_is_a_suspected_break() -> None:
