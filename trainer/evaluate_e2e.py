@@ -477,20 +477,16 @@ def check_unseen(models: dict[str, EmotionModel], people: str) -> None:
         )
 
 
-def resolve_people(models: dict[str, EmotionModel], people: str, check: bool = True) -> str:
+def resolve_people(models: dict[str, EmotionModel], people: str) -> str:
     """``auto`` -> the half of the people no model was fitted on when any was (``held_out``
-    for the usual ``train`` fit), else ``all``; then (``check``) refuse a choice that
-    would score a model on people it saw."""
+    for the usual ``train`` fit), else ``all``; then refuse a choice that would score a
+    model on people it saw."""
     if people == "auto":
-        seen = [_seen(m) for m in models.values() if _seen(m)]
-        if not seen:
-            people = "all"
-        else:
-            common = set(HALVES).intersection(*(_unseen_halves(s) for s in seen))
-            # No half unseen by all: check_unseen below names the model and the way out.
-            people = min(common) if common else sorted(_unseen_halves(seen[0]) or HALVES)[0]
-    if check:
-        check_unseen(models, people)
+        seen = [s for s in map(_seen, models.values()) if s]
+        common = set(HALVES).intersection(*map(_unseen_halves, seen))
+        # No half unseen by all: check_unseen below names the model and the way out.
+        people = "all" if not seen else min(common, default="held_out")
+    check_unseen(models, people)
     return people
 
 
@@ -506,7 +502,7 @@ def seen_by(models: dict[str, EmotionModel], people: str) -> list[str]:
     """The models fitted on some of ``people``'s photos (only under ``--seen``): their
     figures check the file and the pipeline, not accuracy on unseen people."""
     return sorted(
-        n for n, m in models.items() if _seen(m) and people not in _unseen_halves(_seen(m))
+        n for n, m in models.items() if (s := _seen(m)) and people not in _unseen_halves(s)
     )
 
 
@@ -525,10 +521,8 @@ def run(args: argparse.Namespace) -> dict:
             label_columns(models[name].labels, FER_LABELS)
         except EvaluateError as exc:
             raise E2EError(f"{path}: {exc}") from exc
-    if args.no_inthewild:
-        people = resolve_people(models, args.people, check=False)
-    else:
-        people = scored_people(models, args.people, args.seen)
+    # Without the in-the-wild photos no person is scored: nothing to refuse.
+    people = scored_people(models, args.people, args.seen or args.no_inthewild)
     runner = Runner(models, default_detector(), args.crop_margin)
     report: dict = {
         "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
