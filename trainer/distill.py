@@ -67,6 +67,10 @@ class Teachers:
         self.temperature = cfg.temperature
         self._models = []
         self.info: list[dict[str, str]] = []
+        # A student learns what its teachers learnt: the in-the-wild people a teacher
+        # was trained on count as seen by the student too, or evaluate_e2e would score
+        # it on them as if they were new.
+        self.inthewild_people: set[str] = set()
         for p in cfg.teachers:
             path = Path(p)
             where = f"distill.teachers: {path}"
@@ -85,6 +89,9 @@ class Teachers:
             except EvaluateError as exc:
                 raise TrainConfigError(f"{where}: {exc}") from exc
             self._models.append((m, cols))
+            self.inthewild_people |= {
+                p for p in c.extra.get("trained_on_inthewild", "").split(",") if p
+            }
             self.info.append(
                 {
                     "path": str(path),

@@ -517,9 +517,12 @@ def _train(cfg: TrainConfig, place: Placement, resume: bool, quiet: bool) -> Pat
             "commit": commit,
             "teachers": teacher_info,
             "init": init_record,
-            # and the init's (on resume init_record comes from the checkpoint)
+            # and the init's (on resume init_record comes from the checkpoint) and the
+            # teachers'
             "inthewild_people": sorted(
-                wild_people | set((init_record or {}).get("inthewild_people", []))
+                wild_people
+                | set((init_record or {}).get("inthewild_people", []))
+                | (set() if teachers is None else teachers.inthewild_people)
             ),
             "placement": place.describe(),
         }

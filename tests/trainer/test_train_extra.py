@@ -96,7 +96,12 @@ def test_extra_crops_train_and_the_people_seen_follow_the_model(
     ck_b = torch.load(run_b / "last.pt", map_location="cpu", weights_only=False)
     assert ck_b["inthewild_people"] == ["train"]
 
-    # A run without extras and without such an init has seen none.
+    # Distilled from the export, with neither the crops nor that init: it has learnt
+    # from a teacher that saw them, so it has seen them too.
+    run_d = train(_cfg(tmp_path, "d", f"distill.teachers=[{onnx_path}]"), quiet=True)
+    assert torch.load(run_d / "last.pt", weights_only=False)["inthewild_people"] == ["train"]
+
+    # A run without extras and without such an init or teacher has seen none.
     run_c = train(_cfg(tmp_path, "c"), quiet=True)
     assert torch.load(run_c / "last.pt", weights_only=False)["inthewild_people"] == []
     export_checkpoint(run_c / "last.pt", run_c / "m.onnx", None)
