@@ -47,7 +47,13 @@ import numpy as np
 from edge_daemon.classify.crop import crop_faces
 from edge_daemon.classify.model import EmotionModel, ModelLoadError
 from edge_daemon.config.schema import BUNDLED_MODELS, DetectorConfig, ModelConfig
-from edge_daemon.detect.blazeface import DetectorError, DetectorParams, FaceDetector
+from edge_daemon.detect.blazeface import DEFAULT_MODEL as DEFAULT_DETECTOR_MODEL
+from edge_daemon.detect.blazeface import (
+    PARTS,
+    DetectorError,
+    DetectorParams,
+    FaceDetector,
+)
 from edge_daemon.labels import FER_LABELS
 from trainer.data import DataError, default_data_dir, load_ferplus_npz
 from trainer.evaluate import EvaluateError, label_columns, report_cli
@@ -208,10 +214,12 @@ def condition_scene(
 # ---------------------------------------------------------------------- running
 
 
-def default_detector() -> FaceDetector:
-    """The detector as the daemon builds it with its default settings."""
+def default_detector(model: str | None = None) -> FaceDetector:
+    """The detector as the daemon builds it with its default settings (``model``: another
+    ``detector.model``, to measure the detector)."""
+    cfg = DetectorConfig() if model is None else DetectorConfig(model=model)
     try:
-        return FaceDetector(DetectorParams.from_config(DetectorConfig()))
+        return FaceDetector(DetectorParams.from_config(cfg))
     except DetectorError as exc:
         raise E2EError(str(exc)) from exc
 
@@ -509,7 +517,8 @@ def seen_by(models: dict[str, EmotionModel], people: str) -> list[str]:
 def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     conditions = _parse_conditions(args.conditions)
-    mcfg, dcfg = ModelConfig(), DetectorConfig()
+    mcfg = ModelConfig()
+    dcfg = DetectorConfig() if args.detector is None else DetectorConfig(model=args.detector)
     tta = args.tta_hflip or mcfg.tta_hflip
     models = {}
     for name, path in resolve_models(args.models).items():
@@ -523,7 +532,7 @@ def run(args: argparse.Namespace) -> dict:
             raise E2EError(f"{path}: {exc}") from exc
     # Without the in-the-wild photos no person is scored: nothing to refuse.
     people = scored_people(models, args.people, args.seen or args.no_inthewild)
-    runner = Runner(models, default_detector(), args.crop_margin)
+    runner = Runner(models, default_detector(dcfg.model), args.crop_margin)
     report: dict = {
         "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
         "crop_margin_override": args.crop_margin,
@@ -621,6 +630,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"in-the-wild canvas side / photo side (default {CANVAS_SCALE}, >= 1)",
     )
     add_people_option(ap)
+    ap.add_argument(
+        "--detector",
+        choices=list(PARTS),
+        default=None,
+        help=f"detector.model (default: the daemon's, {DEFAULT_DETECTOR_MODEL}); another "
+        "one measures the detector, not what the daemon does",
+    )
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
     ap.add_argument(
         "--conditions",

@@ -33,6 +33,7 @@ def measured(data_dir, tmp_path_factory: pytest.TempPathFactory) -> dict:
         data=str(data_dir),
         limit=0,
         canvas=2.5,
+        detector=None,  # the daemon's default
         people="all",
         seen=True,  # the default has seen every person: see the module docstring
         no_inthewild=False,

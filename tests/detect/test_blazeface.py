@@ -14,6 +14,7 @@ from edge_daemon.detect.blazeface import (
     DetectorParams,
     FaceDetector,
     InterpreterPool,
+    merge_networks,
 )
 
 
@@ -61,7 +62,7 @@ def test_blank_frame_and_size_filter_are_counted(astronaut_bgr: np.ndarray) -> N
 def test_cameras_share_a_pool_safely_from_many_threads(astronaut_bgr: np.ndarray) -> None:
     """Four cameras, two interpreters: concurrent detections give identical boxes and
     never more interpreters than the pool allows."""
-    pool = InterpreterPool("full_range", size=2)
+    pool = InterpreterPool(size=2)  # the default, both networks per slot
     detectors = [FaceDetector(DetectorParams(), pool) for _ in range(4)]
     expected = detectors[0].detect(astronaut_bgr).xyxy
     results: list[np.ndarray] = []
@@ -99,8 +100,9 @@ def test_a_weak_floor_adds_weak_faces_and_never_moves_a_strong_one(
     canvas = np.full((720, 1280, 3), 128, np.uint8)
     canvas[100:612, 384:896] = astronaut_bgr
     washed = ((canvas.astype(np.float32) - 128) * 0.15 + 128).astype(np.uint8)
-    plain = FaceDetector(DetectorParams())
-    floored = FaceDetector(DetectorParams(weak_min_confidence=0.35))
+    # full range: the network whose weak scores the floor was measured on (track/tracker.py)
+    plain = FaceDetector(DetectorParams(model="full_range"))
+    floored = FaceDetector(DetectorParams(model="full_range", weak_min_confidence=0.35))
     try:
         for img in (astronaut_bgr, cv2.resize(astronaut_bgr, (1024, 1024))):
             a, b = plain.detect(img), floored.detect(img)
@@ -113,8 +115,63 @@ def test_a_weak_floor_adds_weak_faces_and_never_moves_a_strong_one(
         assert 384 + 200 < (x1 + x2) / 2 < 384 + 250 and 100 + 80 < (y1 + y2) / 2 < 100 + 150
         assert (floored.counters.faces, floored.counters.weak) == (2, 1)
         # A floor at or above the threshold is no floor.
-        off = FaceDetector(DetectorParams(weak_min_confidence=0.99))
+        off = FaceDetector(DetectorParams(model="full_range", weak_min_confidence=0.99))
         assert len(off.detect(washed).weak_xyxy) == 0
     finally:
         plain.close()
         floored.close()
+
+
+def test_both_adds_the_close_face_full_range_misses_and_keeps_its_boxes(
+    astronaut_bgr: np.ndarray,
+) -> None:
+    """``both`` (the default): where full range finds the face, its box and score are
+    kept exactly; a face that fills the frame, which full range misses, comes from
+    short range."""
+    dets = {m: FaceDetector(DetectorParams(model=m)) for m in ("full_range", "short_range")}
+    both = FaceDetector(DetectorParams())
+    assert both.params.model == "both"
+    # Her face from brow to chin filling a 480x480 frame, as a webcam or a driver
+    # camera sees a face at arm's length.
+    close = cv2.resize(astronaut_bgr[64:174, 170:280], (480, 480))
+    try:
+        for img in (astronaut_bgr, cv2.resize(astronaut_bgr, (1024, 1024))):
+            a, b = dets["full_range"].detect(img), both.detect(img)
+            assert len(a) == 1
+            np.testing.assert_allclose(b.xyxy, a.xyxy, atol=1e-3)
+            np.testing.assert_array_equal(b.scores, a.scores)
+        assert len(dets["full_range"].detect(close)) == 0
+        short = dets["short_range"].detect(close)
+        got = both.detect(close)
+        assert len(short) == 1 and len(got) == 1
+        np.testing.assert_allclose(got.xyxy, short.xyxy, atol=1e-3)
+        assert got.scores[0] == short.scores[0] > 0.8
+        assert (both.counters.frames, both.counters.faces) == (3, 3)
+    finally:
+        both.close()
+
+
+def test_merge_keeps_the_first_networks_faces_and_adds_only_new_ones() -> None:
+    first = (
+        np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
+        np.array([0.7, 0.9], np.float32),
+    )
+    second = (
+        np.array(
+            [[1, 1, 11, 11], [50, 50, 70, 70], [50, 51, 70, 71], [200, 0, 210, 10]], np.float32
+        ),
+        np.array([0.95, 0.8, 0.6, 0.3], np.float32),
+    )
+    (boxes, scores), (weak_boxes, weak_scores) = merge_networks([first, second], 0.5)
+    # the second's box over the first's first face is dropped (its higher score too);
+    # its two boxes at (50, 50) merge into one new face; 0.3 is a weak candidate.
+    assert scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    np.testing.assert_array_equal(boxes[0], [100, 100, 110, 110])
+    np.testing.assert_array_equal(boxes[2], [0, 0, 10, 10])
+    assert 50 < boxes[1, 1] < 51  # score-weighted mean of the two overlapping boxes
+    np.testing.assert_array_equal(weak_boxes, [[200, 0, 210, 10]])
+    assert weak_scores.tolist() == pytest.approx([0.3])
+    # One network: exactly weighted NMS of its strong faces.
+    (b1, s1), _ = merge_networks([first], 0.5)
+    np.testing.assert_array_equal(b1, first[0][::-1])
+    assert s1.tolist() == pytest.approx([0.9, 0.7])

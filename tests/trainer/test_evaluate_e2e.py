@@ -138,6 +138,29 @@ def test_cli_scores_a_labelled_set_through_the_real_detector(tmp_path: Path, cap
     assert (tmp_path / "o" / "nano_inthewild_confusion.png").stat().st_size > 0
 
 
+def test_the_default_detector_finds_a_close_face_full_range_misses(tmp_path: Path, capsys) -> None:
+    """The face filling the whole frame (canvas 1.0), as at a webcam or a driver camera:
+    the daemon's default detector (``both``) finds it, ``--detector full_range`` does not
+    (the detector the end-to-end figures were measured with before 2026-12-02)."""
+    from skimage import data
+
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    root = tmp_path / "inthewild"
+    (root / "images").mkdir(parents=True)
+    cv2.imwrite(str(root / "images" / "close.png"), cv2.resize(img[64:174, 170:280], (480, 480)))
+    (root / "labels.csv").write_text("file,emotion,person\nclose.png,neutral,alice\n")
+    found = {}
+    for detector in (None, "full_range"):
+        argv = ["nano", "--data", str(tmp_path), "--conditions", "none", "--canvas", "1"]
+        argv += ["--out", str(tmp_path / "o"), "--json"]
+        assert e2e.main(argv + ([] if detector is None else ["--detector", detector])) == 0
+        report = json.loads(capsys.readouterr().out)
+        found[report["detector"]["model"]] = report["inthewild"]["models"]["nano"]["found"]
+    assert found == {"both": 1, "full_range": 0}
+    with pytest.raises(SystemExit):
+        e2e.main(["nano", "--data", str(tmp_path), "--detector", "huge"])
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
