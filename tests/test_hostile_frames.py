@@ -135,21 +135,22 @@ FACE_IN_TILE = (0.48, 0.28)  # where the astronaut's face centre is, as a fracti
 
 
 def raw_outputs_for_tiles(
-    an: CameraAnalyzer, frame_hw: tuple[int, int], tile: int, face_px: float
+    an: CameraAnalyzer, network: int, frame_hw: tuple[int, int], tile: int, face_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """BlazeFace raw outputs with one confident face in every ``tile`` x ``tile`` cell.
 
     The real detector finds almost none of the faces in a mosaic (it sees the frame at
     192 or 256 pixels), so a test of 50 faces needs 50 detections another way: these are
     decoded, NMS-merged, clipped and capped by the real code, and the crops they name
-    hold real faces for the real classifier.
+    hold real faces for the real classifier. ``network``: which of the detector's
+    networks (in :data:`~edge_daemon.detect.blazeface.PARTS` order) the outputs are for.
     """
     det = an.detector
-    size = det.spec.input_size
+    size = det.pool.specs[network].input_size
     h, w = frame_hw
     scale = size / max(w, h)
     px, py = (size - w * scale) / 2, (size - h * scale) / 2
-    anchors = det._anchors * size  # anchor centres in input pixels
+    anchors = det._anchors[network] * size  # anchor centres in input pixels
     boxes = np.zeros((1, len(anchors), 16), np.float32)
     scores = np.full((1, len(anchors), 1), -20.0, np.float32)
     for r in range(h // tile):
@@ -176,8 +177,13 @@ def test_fifty_faces_in_one_frame(model: EmotionModel, monkeypatch: pytest.Monke
     try:
         face = cv2.resize(ASTRONAUT, (256, 256))
         grid = np.vstack([np.hstack([face] * 10)] * 5)  # 50 faces, 2560x1280
-        raw = raw_outputs_for_tiles(an, grid.shape[:2], 256, face_px=110)
-        monkeypatch.setattr(blazeface._Runner, "run", lambda self: raw)
+        # Every network (both, by default) finds every face: the merge keeps 50, not 100.
+        raw = {
+            spec.input_size: raw_outputs_for_tiles(an, k, grid.shape[:2], 256, face_px=110)
+            for k, spec in enumerate(an.detector.pool.specs)
+        }
+        assert len(raw) == 2
+        monkeypatch.setattr(blazeface._Runner, "run", lambda self: raw[self.input.shape[1]])
         types: list[str] = []
         for _ in range(3):
             types += run(an, [grid])

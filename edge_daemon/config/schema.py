@@ -34,8 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edge_daemon.detect.blazeface import DEFAULT_ADDED_MIN_CONFIDENCE, DetectorModel
 from edge_daemon.detect.blazeface import DEFAULT_MODEL as DEFAULT_DETECTOR_MODEL
-from edge_daemon.detect.blazeface import DetectorModel
 from edge_daemon.labels import FER_LABELS
 from edge_daemon.policy.events import (
     DEFAULT_ALERT_COOLDOWN_S,
@@ -270,6 +270,16 @@ class DetectorConfig(StrictModel):
             "minimum detector score for a face; real faces score 0.85-0.97, cartoon and "
             "face-like patterns up to about 0.68 (measured on the shared videos): lower "
             "finds smaller/turned faces, higher rejects more false faces"
+        ),
+    )
+    added_min_confidence: float = Field(
+        DEFAULT_ADDED_MIN_CONFIDENCE,
+        ge=0.05,
+        le=0.99,
+        description=(
+            "model both: the score a face found by short range alone needs (never below "
+            "min_confidence); its false faces (badges, patches) score higher than full "
+            "range's, and 96% of the real close faces it adds score above 0.75"
         ),
     )
     threads: int = Field(

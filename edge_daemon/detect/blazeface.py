@@ -86,6 +86,13 @@ PARTS: dict[str, tuple[str, ...]] = {
     "both": ("full_range", "short_range"),
 }
 
+#: With ``both``: the score a face found only by the second network (short range) needs,
+#: never below ``min_confidence``. Its false faces score higher than full range's (a round
+#: mission patch on a suit: 0.66 against full range's 0.36), while 96-97% of the real
+#: close faces it adds to full range's score 0.75 or more (shared in-the-wild photos at
+#: 1.3x and 2.5x canvases): so additions need more evidence than confirmations.
+DEFAULT_ADDED_MIN_CONFIDENCE = 0.75
+
 RAW_SCORE_CLIP = 80.0  # MediaPipe clips at 100; exp(100) overflows float32, same result
 NMS_IOU = 0.3  # weighted NMS merges boxes overlapping more than this (MediaPipe's value)
 
@@ -184,6 +191,8 @@ class DetectorParams:
     # Faces scored from this up to min_confidence come back as ``weak_xyxy`` (None or
     # >= min_confidence: none). The tracker's setting: see TrackerConfig.
     weak_min_confidence: float | None = None
+    # A face only a later network finds needs max(this, min_confidence).
+    added_min_confidence: float = DEFAULT_ADDED_MIN_CONFIDENCE
 
     @classmethod
     def from_config(
@@ -196,6 +205,7 @@ class DetectorParams:
             min_face_px=cfg.min_face_px,
             threads=cfg.threads,
             weak_min_confidence=weak_min_confidence,
+            added_min_confidence=cfg.added_min_confidence,
         )
 
 
@@ -337,27 +347,35 @@ class InterpreterPool:
 
 
 def merge_networks(
-    decoded: list[tuple[np.ndarray, np.ndarray]], min_confidence: float
+    decoded: list[tuple[np.ndarray, np.ndarray]],
+    min_confidence: float,
+    added_min_confidence: float = 0.0,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Per network's decoded (boxes, scores), in :data:`PARTS` order -> the merged strong
-    faces (sorted by score) and every weak candidate (unmerged).
+    """Per network's decoded (boxes, scores), in :data:`PARTS` order -> the merged faces
+    (sorted by score) and the candidates (unmerged below ``min_confidence``, merged
+    below ``added_min_confidence`` from a later network).
 
-    Each network's strong faces go through weighted NMS on their own; a later network's
-    face is kept only where it overlaps none of the faces kept so far (IoU at most
-    :data:`NMS_IOU`). So the first network's boxes never move, and a second one only
-    adds the faces the first missed, with its own box."""
+    Each network's faces at ``min_confidence`` go through weighted NMS on their own, as
+    with that network alone, so its boxes are the same. A later network's face is kept
+    only where its score reaches ``added_min_confidence`` too and it overlaps none of
+    the faces kept so far (IoU at most :data:`NMS_IOU`). So the first network's boxes
+    never move, and a second one only adds the faces the first missed, with its box."""
     kept_b: list[np.ndarray] = []
     kept_s: list[np.ndarray] = []
     weak_b: list[np.ndarray] = []
     weak_s: list[np.ndarray] = []
-    for boxes, scores in decoded:
+    for k, (boxes, scores) in enumerate(decoded):
         strong = scores >= min_confidence
-        weak_b.append(boxes[~strong])
+        weak_b.append(boxes[~strong].reshape(-1, 4))
         weak_s.append(scores[~strong])
         b, s = weighted_nms(boxes[strong], scores[strong])
-        if kept_b and len(b):
+        if k:
+            enough = s >= added_min_confidence
+            weak_b.append(b[~enough])
+            weak_s.append(s[~enough])
+            b, s = b[enough], s[enough]
             have = np.concatenate(kept_b)
-            if len(have):
+            if len(b) and len(have):
                 new = (iou_matrix(b, have) <= NMS_IOU).all(axis=1)
                 b, s = b[new], s[new]
         kept_b.append(b.reshape(-1, 4))
@@ -397,7 +415,8 @@ class FaceDetector:
         themselves after dropping those that overlap a strong face (they belong to its
         cluster), so a weak floor never moves a strong box. With two networks
         (``both``) the first's faces are kept as they are and the second's add only
-        faces that overlap none of them: a face both find keeps the first's box."""
+        faces that overlap none of them, at ``added_min_confidence``: a face both find
+        keeps the first's box."""
         h, w = image_bgr.shape[:2]
         p = self.params
         floor = p.min_confidence
@@ -416,9 +435,13 @@ class FaceDetector:
                 # affine map, so weighted NMS gives the same boxes as in tensor pixels.
                 decoded.append(((boxes.reshape(-1, 4) - offset) / scale, scores))
         self.counters.frames += 1
-        strong_boxes, weak = merge_networks(decoded, p.min_confidence)
-        boxes, scores = strong_boxes
-        weak_boxes, weak_scores = weak
+        (boxes, scores), (weak_boxes, weak_scores) = merge_networks(
+            decoded, p.min_confidence, p.added_min_confidence
+        )
+        if floor >= p.min_confidence:
+            # No weak floor: a later network's face below added_min_confidence (but at
+            # min_confidence, so decoded) is dropped like any other candidate.
+            weak_boxes, weak_scores = weak_boxes[:0], weak_scores[:0]
         if len(weak_boxes):
             if len(boxes):
                 apart = (iou_matrix(weak_boxes, boxes) <= NMS_IOU).all(axis=1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from edge_daemon.boxes import iou_matrix
 from edge_daemon.detect.blazeface import (
     DetectorError,
     DetectorParams,
@@ -151,6 +152,36 @@ def test_both_adds_the_close_face_full_range_misses_and_keeps_its_boxes(
         both.close()
 
 
+def test_a_face_only_short_range_finds_needs_added_min_confidence(
+    astronaut_bgr: np.ndarray,
+) -> None:
+    """The close face short range adds (score above 0.8) passes the default 0.75 and
+    not a threshold above its score; a confirmed face (full range's) never needs it."""
+    close = cv2.resize(astronaut_bgr[64:174, 170:280], (480, 480))
+    short = FaceDetector(DetectorParams(model="short_range"))
+    alone = short.detect(close)
+    score = float(alone.scores[0])
+    assert 0.8 < score < 0.99
+    strict = FaceDetector(DetectorParams(added_min_confidence=(score + 0.99) / 2))
+    default = FaceDetector(DetectorParams())
+    floored = FaceDetector(
+        DetectorParams(added_min_confidence=(score + 0.99) / 2, weak_min_confidence=0.35)
+    )
+    try:
+        assert len(default.detect(close)) == 1
+        assert len(strict.detect(close)) == 0
+        # with a weak floor, the face below the added threshold is a weak candidate,
+        # on short range's face (merged with the other candidates there)
+        got = floored.detect(close)
+        assert len(got) == 0
+        assert iou_matrix(alone.xyxy, got.weak_xyxy).max() > 0.9
+        # full range's face in the photo is kept whatever the added threshold
+        assert len(strict.detect(astronaut_bgr)) == 1
+    finally:
+        for d in (short, strict, default, floored):
+            d.close()
+
+
 def test_merge_keeps_the_first_networks_faces_and_adds_only_new_ones() -> None:
     first = (
         np.array([[0, 0, 10, 10], [100, 100, 110, 110]], np.float32),
@@ -172,6 +203,12 @@ def test_merge_keeps_the_first_networks_faces_and_adds_only_new_ones() -> None:
     np.testing.assert_array_equal(weak_boxes, [[200, 0, 210, 10]])
     assert weak_scores.tolist() == pytest.approx([0.3])
     # One network: exactly weighted NMS of its strong faces.
+    # A higher bar for the second network's own faces: its merged (50, 50) face (0.8)
+    # becomes a candidate, with its merged box; the first network's 0.7 face stays.
+    (boxes, scores), (weak_boxes, weak_scores) = merge_networks([first, second], 0.5, 0.85)
+    assert scores.tolist() == pytest.approx([0.9, 0.7])
+    assert weak_scores.tolist() == pytest.approx([0.3, 0.8])
+    assert 50 < weak_boxes[1, 1] < 51
     (b1, s1), _ = merge_networks([first], 0.5)
     np.testing.assert_array_equal(b1, first[0][::-1])
     assert s1.tolist() == pytest.approx([0.9, 0.7])

@@ -80,12 +80,16 @@ def test_random_frames_and_raw_outputs_never_break_the_pipeline(
     faces: int,
     frames: int,
 ) -> None:
-    n_boxes = analyzer.detector.spec.num_boxes
+    specs = analyzer.detector.pool.specs  # both by default: each network gets its own
+    assert len({s.input_size for s in specs}) == len(specs)
     rng = np.random.default_rng(seed)
     with monkeypatch.context() as m:
         for i in range(frames):
-            raw = raw_outputs(seed + i, n_boxes, faces)
-            m.setattr(blazeface._Runner, "run", lambda self, raw=raw: raw)
+            raw = {
+                s.input_size: raw_outputs(seed + i + 7919 * k, s.num_boxes, faces)
+                for k, s in enumerate(specs)
+            }
+            m.setattr(blazeface._Runner, "run", lambda self, raw=raw: raw[self.input.shape[1]])
             image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             ts = 1.7e9 + seed % 1000 + i / 10
             events = analyzer.process(Frame("fuzz", i, ts, ts - 1.7e9, image))
