@@ -1,7 +1,7 @@
 """Face crops of the in-the-wild photos, cut the way the daemon cuts them, as training data.
 
     python -m trainer.wild_crops [--people train|held_out|all] [--model fast] [--data DIR]
-        [--out runs/inthewild_train.npz]
+        [--detector full_range|short_range|both] [--out runs/inthewild_train.npz]
 
 FER+ faces are cut by FER-2013's own pipeline; what the daemon feeds the model is a
 BlazeFace box squared and widened by the contract's margin. This command builds the
@@ -17,6 +17,8 @@ and refuses the other). Crops of the ``held_out`` half fit the second model of a
 cross-fit, scored on the ``train`` half; crops of ``all`` fit a model no in-the-wild
 photo can score (its recipe is judged by the two halves' models). Photos whose face the
 detector misses are counted and left out (the daemon would not classify them either).
+``--detector`` cuts with another ``detector.model`` than the daemon's default, to refit
+and compare a recipe on the crops an earlier default detector cut.
 The file is data derived from the shared set: keep it under ``runs/`` (ignored by git),
 never in the repository.
 """
@@ -34,6 +36,8 @@ import numpy as np
 from edge_daemon.classify.crop import crop_faces
 from edge_daemon.classify.model import EmotionModel, ModelLoadError
 from edge_daemon.config.schema import DetectorConfig
+from edge_daemon.detect.blazeface import DEFAULT_MODEL as DEFAULT_DETECTOR_MODEL
+from edge_daemon.detect.blazeface import PARTS
 from trainer.data import IMAGE_SIZE, default_data_dir
 from trainer.evaluate_e2e import (
     CANVAS_SCALE,
@@ -49,8 +53,11 @@ from trainer.evaluate_e2e import (
 CROPS_KEYS = ("images", "labels", "files", "meta")
 
 
-def build(data: Path, people: str, model_name: str, out: Path) -> dict:
-    """Write the crops of ``people``'s photos to ``out``; returns what was done."""
+def build(
+    data: Path, people: str, model_name: str, out: Path, detector_model: str | None = None
+) -> dict:
+    """Write the crops of ``people``'s photos to ``out``; returns what was done.
+    ``detector_model``: a ``detector.model`` other than the daemon's default."""
     [path] = resolve_models([model_name]).values()
     try:
         contract = EmotionModel(path, "cpu", 1).contract
@@ -61,7 +68,8 @@ def build(data: Path, people: str, model_name: str, out: Path) -> dict:
             f"{path}: the trainer trains {IMAGE_SIZE}x{IMAGE_SIZE} grey crops; this model "
             f"takes {contract.input_size}x{contract.input_size} with {contract.channels} channels"
         )
-    detector = default_detector()
+    dcfg = DetectorConfig() if detector_model is None else DetectorConfig(model=detector_model)
+    detector = default_detector(dcfg.model)
     root = data / "inthewild"
     paths, labels = load_inthewild(root, 0, people)
     crops: list[np.ndarray] = []
@@ -71,14 +79,17 @@ def build(data: Path, people: str, model_name: str, out: Path) -> dict:
         kept.append(i)
     if not kept:
         raise E2EError(f"{root}: the detector found no labelled face in {len(paths)} photos")
-    dcfg = DetectorConfig()
     meta = {
         "people": people,
         "photos": len(paths),
         "found": len(kept),
         "missed": len(paths) - len(kept),
         "canvas": CANVAS_SCALE,
-        "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
+        "detector": {
+            "model": dcfg.model,
+            "min_confidence": dcfg.min_confidence,
+            "added_min_confidence": dcfg.added_min_confidence,
+        },
         "crop_margin": contract.crop_margin,
         "crop_model": str(path),
         "labels_sha256": hashlib.sha256((root / "labels.csv").read_bytes()).hexdigest(),
@@ -101,17 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--people", choices=("train", "all", "held_out"), default="train")
     ap.add_argument("--model", default="fast", help="whose crop contract to cut with")
     ap.add_argument("--data", help="data root (default: $EDGE_DATA_DIR or ../shared/data)")
+    ap.add_argument(
+        "--detector",
+        choices=list(PARTS),
+        default=None,
+        help=f"detector.model (default: the daemon's, {DEFAULT_DETECTOR_MODEL})",
+    )
     ap.add_argument("--out", default="runs/inthewild_train.npz")
     args = ap.parse_args(argv)
     data = Path(args.data) if args.data else default_data_dir()
     try:
-        done = build(data, args.people, args.model, Path(args.out))
+        done = build(data, args.people, args.model, Path(args.out), args.detector)
     except E2EError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
         f"{done['found']} crops of {done['photos']} photos ({done['missed']} faces missed), "
-        f"people {done['people']}, per class {done['per_class']} -> {done['out']}"
+        f"people {done['people']}, detector {done['detector']['model']}, "
+        f"per class {done['per_class']} -> {done['out']}"
     )
     return 0
 

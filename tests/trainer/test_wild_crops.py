@@ -96,3 +96,42 @@ def test_no_face_found_is_an_error_not_an_empty_file(tmp_path: Path, capsys, peo
     assert wild_crops.main(["--data", str(tmp_path), "--out", str(out), "--people", people]) == 2
     assert "found no labelled face in 1 photos" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_detector_option_cuts_with_that_detector_and_says_so(tmp_path: Path, capsys) -> None:
+    # A recipe refit on the crops of another detector.model (e.g. the full-range crops a
+    # shipped model was fitted on) must get that detector's boxes, and the file must
+    # say which detector cut it.
+    face = _photos(tmp_path / "inthewild")
+    frame, region = e2e.place_in_frame(face, e2e.CANVAS_SCALE)
+    contract = EmotionModel(BUNDLED_MODELS["fast"], "cpu", 1).contract
+
+    def crop_with(model: str | None) -> np.ndarray:
+        cfg = DetectorConfig() if model is None else DetectorConfig(model=model)
+        det = FaceDetector(DetectorParams.from_config(cfg)).detect(frame)
+        k = e2e.pick_face(det.xyxy, region)
+        return crop_faces(frame, det.xyxy[k : k + 1], contract)
+
+    out = tmp_path / "crops.npz"
+    argv = ["--data", str(tmp_path), "--out", str(out), "--detector", "short_range"]
+    assert wild_crops.main(argv) == 0
+    assert "detector short_range" in capsys.readouterr().out
+    with np.load(out) as z:
+        images, meta = z["images"], json.loads(str(z["meta"]))
+    assert meta["detector"]["model"] == "short_range"
+    assert np.array_equal(images, crop_with("short_range"))
+    assert not np.array_equal(images, crop_with(None))  # the default cuts another box
+
+
+def test_default_crops_record_the_daemons_detector(tmp_path: Path) -> None:
+    _photos(tmp_path / "inthewild")
+    out = tmp_path / "crops.npz"
+    assert wild_crops.main(["--data", str(tmp_path), "--out", str(out)]) == 0
+    with np.load(out) as z:
+        meta = json.loads(str(z["meta"]))
+    cfg = DetectorConfig()
+    assert meta["detector"] == {
+        "model": cfg.model,
+        "min_confidence": cfg.min_confidence,
+        "added_min_confidence": cfg.added_min_confidence,
+    }
