@@ -214,10 +214,24 @@ def condition_scene(
 # ---------------------------------------------------------------------- running
 
 
+def detector_config(model: str | None = None) -> DetectorConfig:
+    """The daemon's default detector settings (``model``: another ``detector.model``)."""
+    return DetectorConfig() if model is None else DetectorConfig(model=model)
+
+
+def detector_report(cfg: DetectorConfig) -> dict:
+    """What a report or a crops file records of the detector that found its faces."""
+    return {
+        "model": cfg.model,
+        "min_confidence": cfg.min_confidence,
+        "added_min_confidence": cfg.added_min_confidence,
+    }
+
+
 def default_detector(model: str | None = None) -> FaceDetector:
     """The detector as the daemon builds it with its default settings (``model``: another
     ``detector.model``, to measure the detector)."""
-    cfg = DetectorConfig() if model is None else DetectorConfig(model=model)
+    cfg = detector_config(model)
     try:
         return FaceDetector(DetectorParams.from_config(cfg))
     except DetectorError as exc:
@@ -518,7 +532,7 @@ def run(args: argparse.Namespace) -> dict:
     data = Path(args.data) if args.data else default_data_dir()
     conditions = _parse_conditions(args.conditions)
     mcfg = ModelConfig()
-    dcfg = DetectorConfig() if args.detector is None else DetectorConfig(model=args.detector)
+    dcfg = detector_config(args.detector)
     tta = args.tta_hflip or mcfg.tta_hflip
     models = {}
     for name, path in resolve_models(args.models).items():
@@ -534,7 +548,7 @@ def run(args: argparse.Namespace) -> dict:
     people = scored_people(models, args.people, args.seen or args.no_inthewild)
     runner = Runner(models, default_detector(dcfg.model), args.crop_margin)
     report: dict = {
-        "detector": {"model": dcfg.model, "min_confidence": dcfg.min_confidence},
+        "detector": detector_report(dcfg),
         "crop_margin_override": args.crop_margin,
         "tta_hflip": tta,
         "models": {
@@ -598,6 +612,16 @@ def _parse_conditions(spec: str) -> tuple[str, ...]:
     return names if "clean" in names else ("clean", *names)
 
 
+def add_detector_option(ap: argparse.ArgumentParser, why: str) -> None:
+    """``--detector``: a ``detector.model`` other than the daemon's (``why`` to use one)."""
+    ap.add_argument(
+        "--detector",
+        choices=list(PARTS),
+        default=None,
+        help=f"detector.model (default: the daemon's, {DEFAULT_DETECTOR_MODEL}); {why}",
+    )
+
+
 def add_people_option(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--people",
@@ -630,13 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"in-the-wild canvas side / photo side (default {CANVAS_SCALE}, >= 1)",
     )
     add_people_option(ap)
-    ap.add_argument(
-        "--detector",
-        choices=list(PARTS),
-        default=None,
-        help=f"detector.model (default: the daemon's, {DEFAULT_DETECTOR_MODEL}); another "
-        "one measures the detector, not what the daemon does",
-    )
+    add_detector_option(ap, "another one measures the detector, not what the daemon does")
     ap.add_argument("--no-inthewild", action="store_true", help="skip the in-the-wild photos")
     ap.add_argument(
         "--conditions",

@@ -35,14 +35,14 @@ import numpy as np
 
 from edge_daemon.classify.crop import crop_faces
 from edge_daemon.classify.model import EmotionModel, ModelLoadError
-from edge_daemon.config.schema import DetectorConfig
-from edge_daemon.detect.blazeface import DEFAULT_MODEL as DEFAULT_DETECTOR_MODEL
-from edge_daemon.detect.blazeface import PARTS
 from trainer.data import IMAGE_SIZE, default_data_dir
 from trainer.evaluate_e2e import (
     CANVAS_SCALE,
     E2EError,
+    add_detector_option,
     default_detector,
+    detector_config,
+    detector_report,
     inthewild_scenes,
     labelled_faces,
     load_inthewild,
@@ -68,7 +68,7 @@ def build(
             f"{path}: the trainer trains {IMAGE_SIZE}x{IMAGE_SIZE} grey crops; this model "
             f"takes {contract.input_size}x{contract.input_size} with {contract.channels} channels"
         )
-    dcfg = DetectorConfig() if detector_model is None else DetectorConfig(model=detector_model)
+    dcfg = detector_config(detector_model)
     detector = default_detector(dcfg.model)
     root = data / "inthewild"
     paths, labels = load_inthewild(root, 0, people)
@@ -85,11 +85,7 @@ def build(
         "found": len(kept),
         "missed": len(paths) - len(kept),
         "canvas": CANVAS_SCALE,
-        "detector": {
-            "model": dcfg.model,
-            "min_confidence": dcfg.min_confidence,
-            "added_min_confidence": dcfg.added_min_confidence,
-        },
+        "detector": detector_report(dcfg),
         "crop_margin": contract.crop_margin,
         "crop_model": str(path),
         "labels_sha256": hashlib.sha256((root / "labels.csv").read_bytes()).hexdigest(),
@@ -112,12 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--people", choices=("train", "all", "held_out"), default="train")
     ap.add_argument("--model", default="fast", help="whose crop contract to cut with")
     ap.add_argument("--data", help="data root (default: $EDGE_DATA_DIR or ../shared/data)")
-    ap.add_argument(
-        "--detector",
-        choices=list(PARTS),
-        default=None,
-        help=f"detector.model (default: the daemon's, {DEFAULT_DETECTOR_MODEL})",
-    )
+    add_detector_option(ap, "another one cuts the crops an earlier default cut")
     ap.add_argument("--out", default="runs/inthewild_train.npz")
     args = ap.parse_args(argv)
     data = Path(args.data) if args.data else default_data_dir()
