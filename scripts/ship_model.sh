@@ -4,7 +4,9 @@
 # photos through the daemon's detector and crop) by at least 0.3 points without losing
 # macro F1, no camera condition costs it more than 10 points, and it fits the per-face
 # latency budget (trainer/ship_gate.py). Every number in MODEL_CARD.md comes from here.
-#   [REFERENCE=FILE.onnx] scripts/ship_model.sh RUN_DIR [--force]    # --force: install regardless
+#   [REFERENCE=FILE.onnx] [CHECKPOINT=last.pt] scripts/ship_model.sh RUN_DIR [--force]
+#   --force: install regardless; CHECKPOINT: the run's file to export (default best.pt;
+#   last.pt for the wild_ft recipes, whose configs say why)
 # Exit 0 when installed, 3 when evaluated but not installed, other codes on errors.
 # Run it on an otherwise idle machine: the latency check is a measurement.
 set -euo pipefail
@@ -23,7 +25,7 @@ bundled=edge_daemon/models/emotion.onnx
 reference=${REFERENCE:-$bundled}
 # int8 ms per face, one thread, batch 1: the daemon's classifier budget (docs/PERFORMANCE.md)
 budget_ms=0.5
-$py -m trainer.export "$run/best.pt" -o "$run/emotion_fp32.onnx" | tee "$run/export.txt"
+$py -m trainer.export "$run/${CHECKPOINT:-best.pt}" -o "$run/emotion_fp32.onnx" | tee "$run/export.txt"
 # 4096 calibration images: with the default 1984 the default_cam run lost 0.53 points
 # to int8 (over the 0.5 limit), with 4096 0.22 (entropy 0.20, minmax 0.39).
 $py -m trainer.quantize "$run/emotion_fp32.onnx" -o "$run/emotion_int8.onnx" \

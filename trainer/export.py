@@ -89,7 +89,11 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
         raise ExportError(str(exc)) from exc
     try:
         model = build_model(ck["arch"], len(ck["labels"]), **ck.get("model_kwargs", {}))
-        model.load_state_dict(ck["model"])
+        # last.pt holds the raw weights (to resume training) and, beside them, the EMA
+        # weights that epoch's validation scored; best.pt holds only the scored ones.
+        # Export what validation scored, so last.pt exports the last epoch as reported.
+        weights = ck.get("ema")
+        model.load_state_dict(ck["model"] if weights is None else weights)
     except (ValueError, TypeError, RuntimeError) as exc:  # unknown arch, bad kwargs, shapes
         raise ExportError(f"{path}: cannot rebuild its {ck['arch']!r} model: {exc}") from exc
     return model.eval(), ck
@@ -291,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
-        "checkpoint", type=Path, nargs="+", help="best.pt; several: export their ensemble"
+        "checkpoint",
+        type=Path,
+        nargs="+",
+        help="best.pt (or last.pt: its EMA weights); several: export their ensemble",
     )
     ap.add_argument("-o", "--output", type=Path, required=True)
     ap.add_argument("--no-data", action="store_true", help="skip temperature fit and parity")
