@@ -82,18 +82,33 @@ class MeanLogits(torch.nn.Module):
         return z * (1.0 / len(self.nets))
 
 
+def _as_scored(ck: dict) -> dict:
+    """A ``last.pt`` in ``best.pt``'s shape: the weights, epoch and val accuracy of its
+    last epoch as validation scored it. ``last.pt`` keeps the raw weights (to resume
+    training) with the EMA weights beside them, its ``epoch`` is the 0-based index to
+    resume after, and its val figures are in ``history``; ``best.pt`` holds the scored
+    (EMA) weights, the 1-based epoch and ``val``. Anything else is returned as it is."""
+    if "optimizer" not in ck:  # only last.pt carries the optimizer state
+        return ck
+    out = dict(ck)
+    if ck.get("ema") is not None:
+        out["model"] = ck["ema"]
+    out["epoch"] = int(ck["epoch"]) + 1
+    history = ck.get("history") or []
+    if history and "val_acc" in history[-1]:
+        out["val"] = {"accuracy": history[-1]["val_acc"]}
+    return out
+
+
 def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
     try:
         ck = read_checkpoint(path)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from exc
     try:
+        ck = _as_scored(ck)
         model = build_model(ck["arch"], len(ck["labels"]), **ck.get("model_kwargs", {}))
-        # last.pt holds the raw weights (to resume training) and, beside them, the EMA
-        # weights that epoch's validation scored; best.pt holds only the scored ones.
-        # Export what validation scored, so last.pt exports the last epoch as reported.
-        weights = ck.get("ema")
-        model.load_state_dict(ck["model"] if weights is None else weights)
+        model.load_state_dict(ck["model"])
     except (ValueError, TypeError, RuntimeError) as exc:  # unknown arch, bad kwargs, shapes
         raise ExportError(f"{path}: cannot rebuild its {ck['arch']!r} model: {exc}") from exc
     return model.eval(), ck
