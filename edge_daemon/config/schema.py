@@ -199,7 +199,7 @@ class ModelConfig(StrictModel):
         "one without. fast (ferplus is the same file): edgefer2 trained on the FER+ crowd "
         "votes and fine-tuned on the daemon's own crops of real people, its recipe right "
         "on 88.8% of the faces found in labelled photos of people it has not seen "
-        "(cross-fitted), through the daemon's own detector and crop (macro F1 0.49), 81.3% "
+        "(cross-fitted), through the daemon's own detector and crop (macro F1 0.49), 82.4% "
         "against the FER+ majority on FER+ val; nano: a quarter of its multiply-adds, "
         "86.0% (macro F1 0.39), 76.4% "
         "on FER+ val, 2.5x faster on a VNNI CPU; "
