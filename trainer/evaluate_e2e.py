@@ -228,10 +228,9 @@ def detector_report(cfg: DetectorConfig) -> dict:
     }
 
 
-def default_detector(model: str | None = None) -> FaceDetector:
-    """The detector as the daemon builds it with its default settings (``model``: another
-    ``detector.model``, to measure the detector)."""
-    cfg = detector_config(model)
+def default_detector(cfg: DetectorConfig) -> FaceDetector:
+    """The detector as the daemon builds it from ``cfg`` (:func:`detector_config`: the
+    daemon's default settings, or another ``detector.model`` to measure the detector)."""
     try:
         return FaceDetector(DetectorParams.from_config(cfg))
     except DetectorError as exc:
@@ -546,7 +545,7 @@ def run(args: argparse.Namespace) -> dict:
             raise E2EError(f"{path}: {exc}") from exc
     # Without the in-the-wild photos no person is scored: nothing to refuse.
     people = scored_people(models, args.people, args.seen or args.no_inthewild)
-    runner = Runner(models, default_detector(dcfg.model), args.crop_margin)
+    runner = Runner(models, default_detector(dcfg), args.crop_margin)
     report: dict = {
         "detector": detector_report(dcfg),
         "crop_margin_override": args.crop_margin,

@@ -69,7 +69,7 @@ def build(
             f"takes {contract.input_size}x{contract.input_size} with {contract.channels} channels"
         )
     dcfg = detector_config(detector_model)
-    detector = default_detector(dcfg.model)
+    detector = default_detector(dcfg)
     root = data / "inthewild"
     paths, labels = load_inthewild(root, 0, people)
     crops: list[np.ndarray] = []
