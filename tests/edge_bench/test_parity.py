@@ -133,3 +133,58 @@ def test_a_small_shift_of_every_box_fails_on_the_median(recorded: dict) -> None:
     )
     assert not rep["ok"]
     assert any("median box difference is 3.0" in p for p in rep["problems"])
+
+
+def test_the_reference_records_each_crops_sensitivity(recorded: dict, video: Path) -> None:
+    for f in recorded["frames"]:
+        for m in ("fast", "fer2013"):
+            (j,) = f["jitter"][m]
+            assert 0.0 <= j < 0.5
+    # The seeded noise makes it reproducible; the side that classifies at the
+    # reference's boxes does not spend the time on it.
+    again = record([video], ["fast", "fer2013"], frames=4, every=3)
+    assert [f["jitter"] for f in again["frames"]] == [f["jitter"] for f in recorded["frames"]]
+    other = record([video], ["fast"], frames=1, every=3, boxes_from=recorded)
+    assert "jitter" not in other["frames"][0]
+
+
+def _same_crops(recorded: dict) -> dict:
+    other = copy.deepcopy(recorded)
+    for f in other["frames"]:
+        f["probs_on_ref_boxes"] = copy.deepcopy(f["probs"])
+    return other
+
+
+def test_an_ambiguous_crop_may_move_as_far_as_one_grey_level_moves_it(recorded: dict) -> None:
+    ref = copy.deepcopy(recorded)
+    other = _same_crops(ref)
+    other["frames"][0]["probs_on_ref_boxes"]["fast"][0][0] += 0.08
+    ref["frames"][0]["jitter"]["fast"] = [0.01]  # a confident crop: 0.08 is a fault
+    rep = compare(ref, other)
+    assert not rep["ok"]
+    assert "frame 0 face 0: fast probabilities on the same crop differ by 0.0800" in (
+        "\n".join(rep["problems"])
+    )
+    ref["frames"][0]["jitter"]["fast"] = [0.14]  # noise alone moves this one by 0.14
+    assert compare(ref, other)["ok"]
+    # A record without jitter (older files) is held to --prob-tol alone.
+    for f in ref["frames"]:
+        del f["jitter"]
+    assert not compare(ref, other)["ok"]
+
+
+def test_a_small_difference_on_every_crop_fails_on_the_median(recorded: dict) -> None:
+    other = _same_crops(recorded)
+    for f in other["frames"]:
+        f["probs_on_ref_boxes"]["fer2013"][0][0] += 0.02  # under the per-crop 0.05
+    rep = compare(recorded, other)
+    assert rep["prob_max_same_crop"]["fer2013"] == pytest.approx(0.02, abs=1e-6)
+    assert rep["prob_median_same_crop"]["fer2013"] == pytest.approx(0.02, abs=1e-6)
+    assert not rep["ok"]
+    assert any(
+        "fer2013: the median difference on the same crop is 0.0200" in p for p in rep["problems"]
+    )
+    other["frames"][0]["probs_on_ref_boxes"]["fer2013"][0][0] -= 0.02
+    other["frames"][1]["probs_on_ref_boxes"]["fer2013"][0][0] -= 0.02
+    other["frames"][2]["probs_on_ref_boxes"]["fer2013"][0][0] -= 0.02  # 3 of 4 exact now
+    assert compare(recorded, other)["ok"]
