@@ -114,11 +114,11 @@ def _astronaut_set(root: Path, rows: list[tuple[str, str]], person: str = "alice
 
 def test_cli_scores_a_labelled_set_through_the_real_detector(tmp_path: Path, capsys) -> None:
     _astronaut_set(tmp_path / "inthewild", [("face.png", "happy"), ("blank.png", "neutral")])
-    # nano: a bundled model fitted on none of the in-the-wild people (the default has
-    # seen every one of them, so only --seen would score it on any photo).
+    # fer2013: a bundled model fitted on none of the in-the-wild people (fast and nano
+    # have seen every one of them, so only --seen would score them on any photo).
     rc = e2e.main(
         [
-            "nano",
+            "fer2013",
             "--data",
             str(tmp_path),
             "--conditions",
@@ -130,12 +130,12 @@ def test_cli_scores_a_labelled_set_through_the_real_detector(tmp_path: Path, cap
     )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
-    s = report["inthewild"]["models"]["nano"]
+    s = report["inthewild"]["models"]["fer2013"]
     # The astronaut is found; the blank photo has no face: a miss, not a wrong answer.
     assert (s["items"], s["found"], s["missed"]) == (2, 1, 1)
     assert s["per_class"]["happy"]["support"] == 1
     assert sum(s["per_class"][c]["predicted"] for c in FER_LABELS) == 1
-    assert (tmp_path / "o" / "nano_inthewild_confusion.png").stat().st_size > 0
+    assert (tmp_path / "o" / "fer2013_inthewild_confusion.png").stat().st_size > 0
 
 
 def test_the_default_detector_finds_a_close_face_full_range_misses(tmp_path: Path, capsys) -> None:
@@ -151,14 +151,14 @@ def test_the_default_detector_finds_a_close_face_full_range_misses(tmp_path: Pat
     (root / "labels.csv").write_text("file,emotion,person\nclose.png,neutral,alice\n")
     found = {}
     for detector in (None, "full_range"):
-        argv = ["nano", "--data", str(tmp_path), "--conditions", "none", "--canvas", "1"]
+        argv = ["fer2013", "--data", str(tmp_path), "--conditions", "none", "--canvas", "1"]
         argv += ["--out", str(tmp_path / "o"), "--json"]
         assert e2e.main(argv + ([] if detector is None else ["--detector", detector])) == 0
         report = json.loads(capsys.readouterr().out)
-        found[report["detector"]["model"]] = report["inthewild"]["models"]["nano"]["found"]
+        found[report["detector"]["model"]] = report["inthewild"]["models"]["fer2013"]["found"]
     assert found == {"both": 1, "full_range": 0}
     with pytest.raises(SystemExit):
-        e2e.main(["nano", "--data", str(tmp_path), "--detector", "huge"])
+        e2e.main(["fer2013", "--data", str(tmp_path), "--detector", "huge"])
 
 
 @pytest.mark.parametrize(
@@ -172,14 +172,16 @@ def test_cli_bad_data_is_one_line_and_exit_2(
     tmp_path: Path, capsys, rows: list[tuple[str, str]], message: str
 ) -> None:
     _astronaut_set(tmp_path / "inthewild", rows)
-    rc = e2e.main(["nano", "--data", str(tmp_path), "--conditions", "none", "--out", str(tmp_path)])
+    rc = e2e.main(
+        ["fer2013", "--data", str(tmp_path), "--conditions", "none", "--out", str(tmp_path)]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_cli_missing_data_and_model(tmp_path: Path, capsys) -> None:
-    assert e2e.main(["nano", "--data", str(tmp_path), "--conditions", "none"]) == 2
+    assert e2e.main(["fer2013", "--data", str(tmp_path), "--conditions", "none"]) == 2
     assert "labels.csv: no such file" in capsys.readouterr().err
     assert e2e.main([str(tmp_path / "nope.onnx"), "--data", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -240,7 +242,7 @@ def test_a_model_fitted_on_in_the_wild_photos_is_scored_on_other_people_only(
     _astronaut_set(data / "inthewild", [("face.png", "happy")], person="alice")
     seen = _seen_model(tmp_path, "train")
     argv = ["--data", str(data), "--conditions", "none", "--out", str(tmp_path), "--json"]
-    assert e2e.main([f"cand={seen}", "nano", *argv]) == 0
+    assert e2e.main([f"cand={seen}", "fer2013", *argv]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["data"]["people"] == "held_out"
     assert report["inthewild"]["models"]["cand"]["found"] == 1

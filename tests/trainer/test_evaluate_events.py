@@ -100,11 +100,11 @@ def test_replay_of_a_real_face_reports_one_track_and_its_events(tmp_path: Path, 
     (root / "images").mkdir(parents=True)
     cv2.imwrite(str(root / "images" / "a.png"), face)
     cv2.imwrite(str(root / "images" / "b.png"), np.ascontiguousarray(face[:, ::-1]))
-    # nano has seen none of the in-the-wild people (the default has seen them all)
+    # fer2013 has seen none of the in-the-wild people (fast and nano have seen them all)
     (root / "labels.csv").write_text(
         "file,emotion,person\na.png,neutral,alice\nb.png,happy,alice\n"
     )
-    rc = ev.main(["nano", "--data", str(tmp_path), "--seconds", "3", "--fps", "10", "--json"])
+    rc = ev.main(["fer2013", "--data", str(tmp_path), "--seconds", "3", "--fps", "10", "--json"])
     assert rc == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
     assert run["neutral"]["clips"] == 1 and run["expressive"]["clips"] == 1
@@ -146,7 +146,7 @@ def test_a_model_fitted_on_in_the_wild_photos_replays_the_other_people_only(
 
 def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     assert ev.main(["--seconds", "0"]) == 2
-    assert ev.main(["nano", "--data", str(tmp_path)]) == 2
+    assert ev.main(["fer2013", "--data", str(tmp_path)]) == 2
     assert "labels.csv" in capsys.readouterr().err
 
 
