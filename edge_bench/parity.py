@@ -269,10 +269,11 @@ def compare(
     agreement = {m: (top_same[m] / faces if faces else None) for m in top_same}
     median_tol = PROB_MEDIAN_FRACTION * prob_tol
     same_crop_median = {m: float(np.median(v)) if v else 0.0 for m, v in same_crop_all.items()}
-    for m, v in same_crop_median.items():
-        if same_crops and v > median_tol:
+    for m, med in same_crop_median.items():
+        if same_crops and med > median_tol:
             problems.append(
-                f"{m}: the median difference on the same crop is {v:.4f} (allowed {median_tol:.4f})"
+                f"{m}: the median difference on the same crop is {med:.4f} "
+                f"(allowed {median_tol:.4f})"
             )
     box_median = float(np.median(rel_all)) if rel_all else 0.0
     if box_median > BOX_MEDIAN_TOL * (box_tol / BOX_TOL):
