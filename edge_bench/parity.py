@@ -223,7 +223,6 @@ def compare(
     box_max = score_max = box_rel = 0.0
     rel_all: list[float] = []
     prob_max = {m: 0.0 for m in a["models"]}
-    same_crop_max: dict[str, float] = {m: 0.0 for m in a["models"]}
     same_crop_all: dict[str, list[float]] = {m: [] for m in a["models"]}
     same_crops = all("probs_on_ref_boxes" in f for f in b["frames"])
     top_same = {m: 0 for m in a["models"]}
@@ -257,7 +256,6 @@ def compare(
                 if same_crops:
                     pc = np.array(fb[key]["probs_on_ref_boxes"][m][i])
                     dc = float(np.abs(pa - pc).max())
-                    same_crop_max[m] = max(same_crop_max[m], dc)
                     same_crop_all[m].append(dc)
                     jit = fa[key].get("jitter", {}).get(m)
                     allowed = max(prob_tol, float(jit[i]) if jit else 0.0)
@@ -268,6 +266,7 @@ def compare(
                         )
     agreement = {m: (top_same[m] / faces if faces else None) for m in top_same}
     median_tol = PROB_MEDIAN_FRACTION * prob_tol
+    same_crop_max = {m: max(v, default=0.0) for m, v in same_crop_all.items()}
     same_crop_median = {m: float(np.median(v)) if v else 0.0 for m, v in same_crop_all.items()}
     for m, med in same_crop_median.items():
         if same_crops and med > median_tol:
