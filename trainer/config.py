@@ -100,6 +100,10 @@ class DistillConfig:
     # loss = (1 - weight) * CE(labels) + weight * T^2 * KL(teachers || student)
     weight: float = 0.5
     temperature: float = 2.0  # T: higher passes more of the teachers' "dark knowledge"
+    # Each teacher also sees the mirrored batch and its logits are averaged: the
+    # in-graph mirrored pass of `trainer.export --tta-hflip`, for a teacher file that
+    # has none (e.g. the bundled int8 default). Twice the teacher's cost per batch.
+    hflip: bool = False
 
 
 @dataclass(frozen=True)

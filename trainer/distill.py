@@ -15,7 +15,9 @@ in its graph (two passes).
 Loss: ``(1 - weight) * CE(labels) + weight * T^2 * KL(teacher_T || student_T)`` with
 both softened at temperature ``T``; the ``T^2`` keeps the gradient scale of the two
 terms comparable as ``T`` changes (Hinton et al., 2015). Several teachers are averaged
-in probability space.
+in probability space. ``distill.hflip`` mirrors each batch for the teachers that do not
+already mirror inside their graph (mean logits of the two passes, as ``--tta-hflip``
+does), so a shipped file can teach with its mirrored pass without a re-export.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +33,9 @@ import torch.nn.functional as F
 
 from edge_daemon.labels import FER_LABELS
 from trainer.config import DistillConfig, TrainConfigError
+
+if TYPE_CHECKING:
+    from edge_daemon.classify.model import EmotionModel
 
 
 def file_sha256(path: Path) -> str:
@@ -65,7 +71,7 @@ class Teachers:
         if cfg.temperature <= 0:
             raise TrainConfigError(f"distill.temperature must be > 0, got {cfg.temperature}")
         self.temperature = cfg.temperature
-        self._models = []
+        self._models: list[tuple[EmotionModel, np.ndarray, bool]] = []
         self.info: list[dict[str, str]] = []
         # A student learns what its teachers learnt: the in-the-wild people a teacher
         # was trained on count as seen by the student too, or evaluate_e2e would score
@@ -88,7 +94,9 @@ class Teachers:
                 cols = label_columns(c.labels, FER_LABELS)
             except EvaluateError as exc:
                 raise TrainConfigError(f"{where}: {exc}") from exc
-            self._models.append((m, cols))
+            # A file that already mirrors inside its graph is invariant to the mirror.
+            mirror = cfg.hflip and c.extra.get("tta") != "hflip"
+            self._models.append((m, cols, mirror))
             self.inthewild_people |= {
                 p for p in c.extra.get("trained_on_inthewild", "").split(",") if p
             }
@@ -98,21 +106,29 @@ class Teachers:
                     "sha256": file_sha256(path),
                     "arch": c.extra.get("arch", "?"),
                     "tta": c.extra.get("tta", "none"),
+                    "hflip": str(mirror).lower(),
                 }
             )
 
     def __len__(self) -> int:
         return len(self._models)
 
+    @staticmethod
+    def _logits(m: EmotionModel, inp: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = m.session.run(None, {m.input_name: inp})[0][:, cols]
+        # A "probs" model gives probabilities: their log is logits up to a constant.
+        z: np.ndarray = np.log(np.clip(out, 1e-8, None)) if m.contract.output == "probs" else out
+        return z
+
     def soft_targets(self, x01: torch.Tensor) -> torch.Tensor:
         x = x01.detach().float().contiguous().numpy()
         total = None
-        for m, cols in self._models:
+        for m, cols, mirror in self._models:
             c = m.contract
             inp = ((x - c.mean) / c.std).astype(np.float32, copy=False)
-            out = m.session.run(None, {m.input_name: inp})[0][:, cols]
-            # A "probs" model gives probabilities: their log is logits up to a constant.
-            z = np.log(np.clip(out, 1e-8, None)) if c.output == "probs" else out
+            z = self._logits(m, inp, cols)
+            if mirror:
+                z = (z + self._logits(m, np.ascontiguousarray(inp[..., ::-1]), cols)) * 0.5
             p = torch.softmax(torch.from_numpy(np.ascontiguousarray(z)) / self.temperature, 1)
             total = p if total is None else total + p
         assert total is not None
@@ -129,4 +145,12 @@ def check_teachers_unchanged(
         raise TrainConfigError(
             "--resume: the distillation teacher files changed since the run started "
             f"(sha256 {a} -> {b}); restore them or start a new run_name"
+        )
+    # Checkpoints from before distill.hflip existed taught without the mirrored pass.
+    fa = [t.get("hflip", "false") for t in saved]
+    fb = [t.get("hflip", "false") for t in now]
+    if fa != fb:
+        raise TrainConfigError(
+            f"--resume: distill.hflip changed since the run started (teachers mirrored: "
+            f"{fa} -> {fb}); set it back or start a new run_name"
         )

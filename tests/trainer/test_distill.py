@@ -89,6 +89,29 @@ def test_teacher_refusals_say_why(tmp_path: Path, case: str, message: str) -> No
         Teachers(cfg, 48, 1)
 
 
+def test_hflip_teaches_with_the_mirrored_pass(tmp_path: Path) -> None:
+    """distill.hflip: mean logits of the batch and its mirror, like --tta-hflip in the
+    graph; a file that already mirrors inside its graph gets no second mirrored pass."""
+    fer = tiny_onnx(tmp_path / "fer.onnx")
+    x = _x01(list(range(7)))
+    mirrored = x.flip(-1)
+    plain = Teachers(DistillConfig(teachers=(str(fer),), temperature=1.0), 48, 1)
+    flip = Teachers(DistillConfig(teachers=(str(fer),), temperature=1.0, hflip=True), 48, 1)
+    # The tiny graph reads pixels (0, 0..6) only: a mirrored spot is invisible to it.
+    assert not np.allclose(plain.soft_targets(x).numpy(), plain.soft_targets(mirrored).numpy())
+    p = flip.soft_targets(x).numpy()
+    np.testing.assert_allclose(p, flip.soft_targets(mirrored).numpy(), atol=1e-6)
+    # Mean logits: the spot's logit 10 (as +1 after normalisation) and -10 (the blank
+    # pixel, -1) average to 0 against the other classes' -10 -> softer, same argmax.
+    assert p.argmax(1).tolist() == list(range(7))
+    assert p.max() < plain.soft_targets(x).numpy().max()
+    assert flip.info[0]["hflip"] == "true" and plain.info[0]["hflip"] == "false"
+    baked = tiny_onnx(tmp_path / "baked.onnx", metadata={"tta": "hflip"})
+    t = Teachers(DistillConfig(teachers=(str(baked),), temperature=1.0, hflip=True), 48, 1)
+    assert t.info[0]["hflip"] == "false"
+    np.testing.assert_allclose(t.soft_targets(x).numpy(), plain.soft_targets(x).numpy())
+
+
 def test_resume_refuses_changed_teacher_files() -> None:
     a = [{"path": "t.onnx", "sha256": "aa"}]
     check_teachers_unchanged(a, [{"path": "moved/t.onnx", "sha256": "aa"}])
@@ -96,6 +119,10 @@ def test_resume_refuses_changed_teacher_files() -> None:
         check_teachers_unchanged(a, [{"path": "t.onnx", "sha256": "bb"}])
     with pytest.raises(TrainConfigError, match="teacher files changed"):
         check_teachers_unchanged([], a)
+    # A checkpoint from before distill.hflip taught without the mirrored pass.
+    check_teachers_unchanged(a, [{"path": "t.onnx", "sha256": "aa", "hflip": "false"}])
+    with pytest.raises(TrainConfigError, match="distill.hflip changed"):
+        check_teachers_unchanged(a, [{"path": "t.onnx", "sha256": "aa", "hflip": "true"}])
 
 
 def test_config_takes_a_list_of_teachers() -> None:
