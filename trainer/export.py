@@ -139,9 +139,15 @@ def contract_from_checkpoints(
 ) -> ModelContract:
     """The contract of one checkpoint, or of the :class:`MeanLogits` ensemble of several:
     arch ``a+b``, summed parameters and multiply-adds, the members in ``ensemble`` and
-    the ensemble's own fp32 val accuracy (``val_accuracy``, measured by the export)."""
+    the ensemble's own fp32 val accuracy (``val_accuracy``, measured by the export; for
+    one checkpoint it replaces the checkpoint's own, e.g. under a mirrored pass)."""
     if len(cks) == 1:
-        return contract_from_checkpoint(cks[0], temperature, tta)
+        one = contract_from_checkpoint(cks[0], temperature, tta)
+        if val_accuracy is None:
+            return one
+        return dataclasses.replace(
+            one, extra={**one.extra, "val_accuracy_fp32": f"{val_accuracy:.4f}"}
+        )
     base = contract_from_checkpoint(cks[0], temperature, tta)
     members = [
         {
@@ -284,7 +290,9 @@ def export_loaded(
         logits = torch_logits(model, x)
         temperature = fit_temperature(logits, val.labels)
         report["temperature"] = temperature
-        if len(cks) > 1:
+        # An ensemble or a mirrored pass is not the graph any checkpoint validated:
+        # record the exported graph's own accuracy.
+        if len(cks) > 1 or tta_hflip:
             val_accuracy = float((logits.argmax(1) == val.labels).mean())
             report["val_accuracy_fp32"] = val_accuracy
     contract = contract_from_checkpoints(

@@ -112,6 +112,30 @@ def test_ensemble_export_matches_torch_and_describes_its_members(
     assert m.labels == FER_LABELS
 
 
+def test_mirrored_export_records_its_own_val_accuracy(
+    members: list[Path], tmp_path: Path
+) -> None:
+    """--tta-hflip exports another graph than the checkpoint validated: the metadata's
+    val_accuracy_fp32 is the mirrored graph's, not the checkpoint's 0.5."""
+    out = tmp_path / "tta.onnx"
+    val = _val()
+    report = export_checkpoint(members[0], out, val, tta_hflip=True)
+    net = load_checkpoint(members[0])[0]
+    x = torch.from_numpy(EmotionModel(out, providers="cpu").contract.normalize(val.images))
+    with torch.no_grad():
+        ref = ((net(x) + net(x.flip(-1))) / 2).numpy()
+    expected = (ref.argmax(1) == val.labels).mean()
+    extra = EmotionModel(out, providers="cpu").contract.extra
+    assert extra["tta"] == "hflip"
+    assert float(extra["val_accuracy_fp32"]) == pytest.approx(expected, abs=1e-4)
+    assert report["val_accuracy_fp32"] == pytest.approx(expected, abs=1e-4)
+    assert expected != pytest.approx(0.5, abs=1e-4)  # not the checkpoint's figure
+    # Without the mirrored pass the checkpoint's own validation figure stays.
+    plain = tmp_path / "plain.onnx"
+    export_checkpoint(members[0], plain, val)
+    assert EmotionModel(plain, providers="cpu").contract.extra["val_accuracy_fp32"] == "0.5000"
+
+
 def ref_val_logits(nets: list, val: FaceDataset) -> np.ndarray:
     x = torch.from_numpy(((val.images / 255.0 - 0.5) / 0.5).astype(np.float32)[:, None])
     with torch.no_grad():
