@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,22 +69,15 @@ def _reader(images: np.ndarray, model: EmotionModel, batch: int = 64):
 _COMPUTE = ("Conv", "Gemm", "MatMul")
 
 
-def edge_nodes(model_path: Path) -> list[str]:
-    """The first convolutions and the final classifiers: the layers int8 hurts most
-    (raw pixels in, logits out) and that cost least to keep in float.
-
-    "First" is a Conv with no Conv/Gemm/MatMul before it, "final" a Gemm/MatMul with none
-    after it: one of each for a plain model, one per member for an ensemble graph
-    (``trainer.export A.pt B.pt``).
-    """
-    g = onnx.load(str(model_path)).graph
+def _compute_reach(g: onnx.GraphProto) -> tuple[Callable, Callable]:
+    """``(before, after)``: whether a node has a Conv/Gemm/MatMul upstream / downstream."""
     producer = {out: n for n in g.node for out in n.output}
     consumers: dict[str, list] = {}
     for n in g.node:
         for inp in n.input:
             consumers.setdefault(inp, []).append(n)
 
-    def reaches_compute(start, step) -> bool:
+    def reaches(start, step) -> bool:
         seen, todo = set(), list(step(start))
         while todo:
             n = todo.pop()
@@ -95,17 +89,50 @@ def edge_nodes(model_path: Path) -> list[str]:
             todo.extend(step(n))
         return False
 
-    def before(n):
+    def up(n):
         return [producer[i] for i in n.input if i in producer]
 
-    def after(n):
+    def down(n):
         return [c for out in n.output for c in consumers.get(out, [])]
 
-    firsts = [n.name for n in g.node if n.op_type == "Conv" and not reaches_compute(n, before)]
-    heads = [
-        n.name for n in g.node if n.op_type in ("Gemm", "MatMul") and not reaches_compute(n, after)
-    ]
+    return (lambda n: reaches(n, up)), (lambda n: reaches(n, down))
+
+
+def edge_nodes(model_path: Path) -> list[str]:
+    """The first convolutions and the final classifiers: the layers int8 hurts most
+    (raw pixels in, logits out) and that cost least to keep in float.
+
+    "First" is a Conv with no Conv/Gemm/MatMul before it, "final" a Gemm/MatMul with none
+    after it: one of each for a plain model, one per member for an ensemble graph
+    (``trainer.export A.pt B.pt``).
+    """
+    g = onnx.load(str(model_path)).graph
+    before, after = _compute_reach(g)
+    firsts = [n.name for n in g.node if n.op_type == "Conv" and not before(n)]
+    heads = [n.name for n in g.node if n.op_type in ("Gemm", "MatMul") and not after(n)]
     return firsts + heads
+
+
+def float_glue_nodes(model_path: Path) -> list[str]:
+    """Nodes with no Conv/Gemm/MatMul before them or none after them: the glue around the
+    network, e.g. the mirrored copy of the input and the mean of the two passes that
+    ``trainer.export --tta-hflip`` adds, or an ensemble's mean of its members' logits.
+
+    Why keep them float: quantized, each slice of the logits gets its own calibrated
+    scale, so a face and its mirror image were rounded differently and the mirrored file
+    answered a mirrored face differently (up to 0.015 in probability); in float the mean
+    is exactly symmetric. They cost nothing next to the convolutions.
+    """
+    g = onnx.load(str(model_path)).graph
+    before, after = _compute_reach(g)
+    # Only the data path: nodes fed by the graph's input, not weight plumbing (Identity).
+    live = {i.name for i in g.input}
+    data_path = []
+    for n in g.node:  # ONNX nodes are topologically sorted
+        if any(i in live for i in n.input):
+            live.update(n.output)
+            data_path.append(n)
+    return [n.name for n in data_path if n.op_type not in _COMPUTE and not (before(n) and after(n))]
 
 
 def quantize(
@@ -145,6 +172,7 @@ def quantize(
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        glue = float_glue_nodes(pre)
         methods = {
             "percentile": CalibrationMethod.Percentile,
             "minmax": CalibrationMethod.MinMax,
@@ -162,7 +190,7 @@ def quantize(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             reduce_range=reduce_range,
-            nodes_to_exclude=edge_nodes(pre) if keep_edges_float else [],
+            nodes_to_exclude=edge_nodes(pre) + glue if keep_edges_float else [],
             # One batch per stride: a calibrator keeps every intermediate tensor of what it
             # has been fed until the stride ends (see _reader).
             extra_options={"CalibPercentile": 99.99, "CalibStridedMinMax": 1},
@@ -175,6 +203,8 @@ def quantize(
     desc = f"int8 static QDQ per-channel, {bits}, {method} calibration on {len(calib)} train images"
     if keep_edges_float:
         desc += ", first conv and classifier kept float"
+        if glue:  # a mirrored pass or an ensemble's mean
+            desc += " (and the ops around them)"
     q.metadata_props.add(key="quantization", value=desc)
     q.doc_string = src.doc_string
     onnx.checker.check_model(q)

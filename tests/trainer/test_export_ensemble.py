@@ -25,7 +25,7 @@ from trainer.export import (  # noqa: E402
     onnx_logits,
 )
 from trainer.models import build_model, count_macs, count_params  # noqa: E402
-from trainer.quantize import edge_nodes, quantize  # noqa: E402
+from trainer.quantize import edge_nodes, float_glue_nodes, quantize  # noqa: E402
 
 PRE = {"mean": 0.5, "std": 0.5, "crop_margin": 0.15}
 
@@ -190,3 +190,26 @@ def test_int8_keeps_each_members_first_conv_and_classifier_float(
     assert quantized and all(
         produced_by[n.input[1]].op_type == "DequantizeLinear" for n in quantized
     )
+
+
+def test_int8_mirrored_export_answers_a_mirrored_face_the_same(
+    members: list[Path], tmp_path: Path
+) -> None:
+    """--tta-hflip then --keep-edges-float: the mirrored copy and the mean of the two
+    passes stay float, so the int8 file is exactly mirror-invariant. Quantized, each half
+    of the logits had its own scale and a mirrored face got other probabilities."""
+    tta, int8 = tmp_path / "tta.onnx", tmp_path / "tta_int8.onnx"
+    export_checkpoint(members[0], tta, None, tta_hflip=True)
+    glue = float_glue_nodes(tta)
+    assert {n.split("/")[-1].split("_")[0] for n in glue} >= {"Slice", "Add", "Mul"}
+    calib = np.random.default_rng(2).integers(0, 256, (512, 48, 48), dtype=np.uint8)
+    quantize(tta, int8, calib, keep_edges_float=True)
+    m = EmotionModel(int8, providers="cpu")
+    assert "and the ops around them" in m.contract.extra["quantization"]
+    faces = np.random.default_rng(3).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    p = m.predict(faces)
+    np.testing.assert_allclose(m.predict(faces[..., ::-1].copy()), p, atol=1e-6)
+    # A graph without such glue quantizes as before.
+    single = tmp_path / "single.onnx"
+    export_checkpoint(members[0], single, None)
+    assert float_glue_nodes(single) == []
