@@ -121,7 +121,7 @@ def test_resume_refuses_changed_teacher_files() -> None:
         check_teachers_unchanged([], a)
     # A checkpoint from before distill.hflip taught without the mirrored pass.
     check_teachers_unchanged(a, [{"path": "t.onnx", "sha256": "aa", "hflip": "false"}])
-    with pytest.raises(TrainConfigError, match="distill.hflip changed"):
+    with pytest.raises(TrainConfigError, match=r"distill\.hflip changed"):
         check_teachers_unchanged(a, [{"path": "t.onnx", "sha256": "aa", "hflip": "true"}])
 
 
