@@ -97,9 +97,10 @@ def _cpu_session(ort: Any, path: Path, so: Any, first: Exception | None) -> Any:
 
     Some onnxruntime releases break a valid graph in their extended optimisations
     (1.24.1, the newest onnxruntime-openvino, makes two nodes of the same name out of
-    the ``accurate`` ensemble; 1.32 does not): the model then runs, with a warning,
-    rather than not at all, but without the fused int8 kernels (the ``accurate`` model
-    measured 14 ms per face instead of 2.4 ms), so upgrading onnxruntime is the fix.
+    the FER-2013 ensemble bundled as ``accurate`` until 2026-12-08; 1.32 does not): the
+    model then runs, with a warning, rather than not at all, but without the fused int8
+    kernels (that ensemble measured 14 ms per face instead of 2.4 ms), so upgrading
+    onnxruntime is the fix.
     """
     if first is None:
         try:

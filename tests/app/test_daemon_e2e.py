@@ -211,20 +211,19 @@ def test_default_config_runs_with_embedded_broker(daemon: Any, tmp_path: Path) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("bundled", "arch"), [("accurate", "edgefer2+edgefer2"), ("nano", "edgefer2")]
-)
+@pytest.mark.parametrize(("bundled", "tta"), [("accurate", "hflip"), ("nano", "none")])
 def test_bundled_model_runs_and_stats_name_it(
     mosquitto: Any,
     mqtt_collector: Callable[..., MqttCollector],
     daemon: Any,
     tmp_path: Path,
     bundled: str,
-    arch: str,
+    tta: str,
 ) -> None:
-    """model.bundled loads that model (accurate: the two-member ensemble; nano: what auto
-    runs without int8 dot products); the stats document says which model file (by hash)
-    the daemon runs and why, valid against the published schema."""
+    """model.bundled loads that model (accurate: the default with its mirrored pass in
+    the graph; nano: what auto runs without int8 dot products); the stats document says
+    which model file (by hash) the daemon runs and why, valid against the published
+    schema."""
     import hashlib
 
     from edge_daemon.config import BUNDLED_MODELS
@@ -251,7 +250,7 @@ def test_bundled_model_runs_and_stats_name_it(
     path = BUNDLED_MODELS[bundled]
     assert model["file"] == path.name
     assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert model["arch"] == arch and model["tta_hflip"] is False
+    assert model["arch"] == "edgefer2" and model["tta"] == tta and model["tta_hflip"] is False
     assert model["providers"] == ["CPUExecutionProvider"] and model["provider_fallback"] is None
     assert (model["bundled"], model["bundled_requested"]) == (bundled, bundled)
     assert model["choice"] == "model.bundled"

@@ -21,7 +21,7 @@ ROW_SUFFIX = {
     "fer2013": " (fer2013)",
 }
 # The labels each one is scored against: (data file under the data dir, images in val).
-VAL_DATA = {"fast": "ferplus", "nano": "ferplus", "accurate": "fer2013", "fer2013": "fer2013"}
+VAL_DATA = {"fast": "ferplus", "nano": "ferplus", "accurate": "ferplus", "fer2013": "fer2013"}
 # Names that are aliases of another bundled name's file (scored once, under that name).
 ALIASES = {"ferplus": "fast"}
 VAL_SIZE = {"fer2013": 3589, "ferplus": 3579}

@@ -125,7 +125,8 @@ def test_cpu_session_reports_no_fallback() -> None:
 
 class _BrokenOptimizer(_FakeSession):
     """An onnxruntime release whose extended graph optimisations break a valid model
-    (1.24.1 on the `accurate` ensemble: "two nodes with same node name")."""
+    (1.24.1 on the FER-2013 ensemble bundled as `accurate` until 2026-12-08: "two nodes
+    with same node name")."""
 
     def refuse(self, so: Any, providers: list[str]) -> str | None:
         import onnxruntime as ort

@@ -112,9 +112,7 @@ def test_ensemble_export_matches_torch_and_describes_its_members(
     assert m.labels == FER_LABELS
 
 
-def test_mirrored_export_records_its_own_val_accuracy(
-    members: list[Path], tmp_path: Path
-) -> None:
+def test_mirrored_export_records_its_own_val_accuracy(members: list[Path], tmp_path: Path) -> None:
     """--tta-hflip exports another graph than the checkpoint validated: the metadata's
     val_accuracy_fp32 is the mirrored graph's, not the checkpoint's 0.5."""
     out = tmp_path / "tta.onnx"
