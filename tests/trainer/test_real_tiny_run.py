@@ -202,7 +202,13 @@ def test_distillation_run_records_its_teacher(tiny: dict, tmp_path: Path) -> Non
         run_dir = train(cfg, quiet=True)
         ck = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
         assert ck["teachers"] == [
-            {"path": str(teacher), "sha256": file_sha256(teacher), "arch": "edgefer", "tta": "none"}
+            {
+                "path": str(teacher),
+                "sha256": file_sha256(teacher),
+                "arch": "edgefer",
+                "tta": "none",
+                "hflip": "false",
+            }
         ]
         rec = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
         # weight 1: the loss is the KL to the teacher alone, not label cross-entropy
