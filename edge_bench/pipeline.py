@@ -132,6 +132,7 @@ def run_bench(
             cfg.model.providers,
             cfg.model.intra_op_threads,
             cfg.model.tta_hflip,
+            cfg.model.tta_hflip_below,
         )
     except ModelLoadError as exc:
         raise BenchError(str(exc)) from exc

@@ -83,6 +83,7 @@ class PipelineMetrics:
     detections_run: int = 0
     faces: int = 0
     weak_faces: int = 0  # faces under the detector threshold offered to keep tracks alive
+    faces_mirrored: int = 0  # faces classified a second time, mirrored (model.tta_hflip*)
     faces_too_small: int = 0  # found but under detector.min_face_px: dropped, counted
     faces_over_cap: int = 0  # found beyond detector.max_faces in a frame: dropped, counted
     events: int = 0
@@ -110,11 +111,13 @@ class PipelineMetrics:
         detect_ms: float | None,
         classify_ms: float | None,
         weak_faces: int = 0,
+        faces_mirrored: int = 0,
     ) -> None:
         with self._lock:
             self.frames += 1
             self.faces += faces
             self.weak_faces += weak_faces
+            self.faces_mirrored += faces_mirrored
             self.current_faces = faces
             self.current_tracks = tracks
             self.latency_ms.add(latency_ms)
@@ -165,6 +168,7 @@ class PipelineMetrics:
                 "detections_run": self.detections_run,
                 "faces_total": self.faces,
                 "weak_faces_total": self.weak_faces,
+                "faces_mirrored_total": self.faces_mirrored,
                 "faces_too_small_total": self.faces_too_small,
                 "faces_over_cap_total": self.faces_over_cap,
                 "faces": self.current_faces,

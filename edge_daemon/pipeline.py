@@ -143,6 +143,7 @@ class CameraAnalyzer:
         self._last_mono, self._last_wall = now, frame.ts
         self._size = (frame.width, frame.height)
         detect_ms = classify_ms = None
+        mirrored = 0
         observations: list[FaceObservation] | None = None
         weak = None
         due = self._detection_due(frame.seq) or self._unsettled or self.detect_every_frame
@@ -159,12 +160,12 @@ class CameraAnalyzer:
             if len(det):
                 # The detector caps faces per frame (max_faces); batch them to max_batch.
                 crops = crop_faces(frame.image, det.xyxy, self.model.contract)
-                probs = np.concatenate(
-                    [
-                        self.model.predict(crops[i : i + self.max_batch])
-                        for i in range(0, len(crops), self.max_batch)
-                    ]
-                )
+                runs = [
+                    self.model.predict_counted(crops[i : i + self.max_batch])
+                    for i in range(0, len(crops), self.max_batch)
+                ]
+                probs = np.concatenate([p for p, _ in runs])
+                mirrored = sum(m for _, m in runs)
                 classify_ms = (time.perf_counter() - t1) * 1000
                 observations = [
                     FaceObservation((float(x0), float(y0), float(x1), float(y1)), float(s), p)
@@ -186,6 +187,7 @@ class CameraAnalyzer:
             detect_ms,
             classify_ms,
             0 if weak is None else len(weak),
+            mirrored,
         )
         return events
 

@@ -180,6 +180,32 @@ def test_a_face_that_scores_weakly_for_a_while_keeps_its_id(weak_floor: float, i
     assert an.metrics.snapshot()["weak_faces_total"] == weak  # what /metrics exports
 
 
+@pytest.mark.parametrize("floor", [0.0, 1.0])
+def test_faces_classified_mirrored_are_counted(floor: float) -> None:
+    """model.tta_hflip_below: the camera's metrics count the faces that also went through
+    the mirrored pass (1.0: every face; 0: none)."""
+    img = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    cfg = AppConfig.model_validate(
+        {
+            "detector": {"every_n_frames": 1},
+            "model": {"tta_hflip_below": floor},
+            "cameras": [{"name": "cam", "source": {"type": "sample"}}],
+        }
+    )
+    an = CameraAnalyzer(
+        cfg.cameras[0], cfg, EmotionModel(tta_hflip_below=cfg.model.tta_hflip_below)
+    )
+    an.open()
+    try:
+        for i in range(5):
+            an.process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, img))
+    finally:
+        an.close()
+    snap = an.metrics.snapshot()
+    assert snap["faces_total"] >= 5
+    assert snap["faces_mirrored_total"] == (snap["faces_total"] if floor else 0)
+
+
 @pytest.mark.parametrize(
     ("detector", "key"),
     [({"min_face_px": 1000}, "faces_too_small_total"), ({"max_faces": 1}, "faces_over_cap_total")],

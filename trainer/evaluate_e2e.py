@@ -3,7 +3,7 @@
     python -m trainer.evaluate_e2e [MODEL.onnx | fast | ferplus | accurate ...]
         [--data DIR] [--limit N] [--conditions all|none|NAME,...] [--cond-limit N]
         [--people auto|all|train|held_out] [--seen] [--crop-margin M] [--tta-hflip]
-        [--out DIR] [--json]
+        [--tta-hflip-below P] [--out DIR] [--json]
 
 What a user sees is the emotion the daemon names for a face in a camera frame, not a
 model's score on pre-cut 48x48 crops. This command measures that:
@@ -533,10 +533,12 @@ def run(args: argparse.Namespace) -> dict:
     mcfg = ModelConfig()
     dcfg = detector_config(args.detector)
     tta = args.tta_hflip or mcfg.tta_hflip
+    # As the daemon runs: the mirrored pass for the uncertain faces unless told otherwise.
+    below = mcfg.tta_hflip_below if args.tta_hflip_below is None else args.tta_hflip_below
     models = {}
     for name, path in resolve_models(args.models).items():
         try:
-            models[name] = EmotionModel(path, "cpu", mcfg.intra_op_threads, tta)
+            models[name] = EmotionModel(path, "cpu", mcfg.intra_op_threads, tta, below)
         except ModelLoadError as exc:
             raise E2EError(str(exc)) from exc
         try:
@@ -550,6 +552,7 @@ def run(args: argparse.Namespace) -> dict:
         "detector": detector_report(dcfg),
         "crop_margin_override": args.crop_margin,
         "tta_hflip": tta,
+        "tta_hflip_below": below,
         "models": {
             n: {"path": str(p.info.path), "sha256": p.info.sha256} for n, p in models.items()
         },
@@ -595,6 +598,16 @@ def run(args: argparse.Namespace) -> dict:
             "models": per_model,
         }
     return report
+
+
+def _probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v} is not a probability in [0, 1]")
+    return v
 
 
 def _parse_conditions(spec: str) -> tuple[str, ...]:
@@ -673,6 +686,13 @@ def main(argv: list[str] | None = None) -> int:
         help="override every model's crop margin (to measure the crop; not the daemon's)",
     )
     ap.add_argument("--tta-hflip", action="store_true", help="the daemon's model.tta_hflip")
+    ap.add_argument(
+        "--tta-hflip-below",
+        type=_probability,
+        metavar="P",
+        help="the daemon's model.tta_hflip_below (default: the daemon's default; "
+        "0 scores each model's single pass)",
+    )
     ap.add_argument("--out", default="runs/e2e", help="folder for the confusion PNGs")
     ap.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = ap.parse_args(argv)

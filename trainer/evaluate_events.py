@@ -340,7 +340,13 @@ def run(args: argparse.Namespace) -> dict:
             raise E2EError(f"--set {overrides}: {exc}") from exc
         for name, path in resolve_models(args.models).items():
             try:
-                model = EmotionModel(path, "cpu", cfg.model.intra_op_threads, cfg.model.tta_hflip)
+                model = EmotionModel(
+                    path,
+                    "cpu",
+                    cfg.model.intra_op_threads,
+                    cfg.model.tta_hflip,
+                    cfg.model.tta_hflip_below,
+                )
             except ModelLoadError as exc:
                 raise E2EError(str(exc)) from exc
             pool = InterpreterPool(cfg.detector.model, 1, cfg.detector.threads)

@@ -160,6 +160,7 @@ class App:
             cfg.model.providers,
             cfg.model.intra_op_threads,
             cfg.model.tta_hflip,
+            cfg.model.tta_hflip_below,
         )
         for cam in cfg.cameras:
             if not cam.enabled:

@@ -114,6 +114,10 @@ class DaemonCollector(Collector):
             "edge_camera_weak_faces_detected",
             "faces under detector.min_confidence offered to keep confirmed tracks alive",
         )
+        mirrored = counter(
+            "edge_camera_faces_mirrored",
+            "faces classified a second time, mirrored (model.tta_hflip, model.tta_hflip_below)",
+        )
         too_small = counter(
             "edge_camera_faces_too_small", "faces found but dropped for detector.min_face_px"
         )
@@ -156,6 +160,7 @@ class DaemonCollector(Collector):
             decode_fail.add_metric(v, cam.capture.decode_failures)
             faces.add_metric(v, float(snap["faces_total"]))
             weak.add_metric(v, float(snap["weak_faces_total"]))
+            mirrored.add_metric(v, float(snap["faces_mirrored_total"]))
             too_small.add_metric(v, float(snap["faces_too_small_total"]))
             over_cap.add_metric(v, float(snap["faces_over_cap_total"]))
             events.add_metric(v, float(snap["events"]))
@@ -166,7 +171,7 @@ class DaemonCollector(Collector):
                 _add_histogram(hists[key], v, h)
         yield from (up, cap_fps, proc_fps, faces_now, tracks_now, frames, analysed, dropped)
         yield from (reconnects, decode_fail, faces, weak, events, events_lost, frame_errors)
-        yield from (restarts, too_small, over_cap)
+        yield from (restarts, too_small, over_cap, mirrored)
         yield from hists.values()
 
         m = self._mqtt()

@@ -44,6 +44,7 @@ def measured(data_dir, tmp_path_factory: pytest.TempPathFactory) -> dict:
         cond_limit=0,
         crop_margin=None,
         tta_hflip=False,
+        tta_hflip_below=None,  # the daemon's default, as it runs
         out=str(tmp_path_factory.mktemp("e2e")),
     )
     return run(args)["inthewild"]["models"]

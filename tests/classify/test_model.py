@@ -92,6 +92,34 @@ def test_tta_is_the_mean_of_the_face_and_its_mirror(crops: np.ndarray, tmp_path:
     np.testing.assert_allclose(tta.predict(crops), expected, atol=1e-5)
 
 
+def test_mirrored_pass_for_the_uncertain_faces_only(crops: np.ndarray, tmp_path: Path) -> None:
+    """tta_hflip_below: the faces whose top probability is under the floor get the mean
+    with their mirror image (as tta_hflip), the others keep their single pass."""
+    path = _linear_model(tmp_path / "linear.onnx")
+    plain, full = EmotionModel(path, threads=1), EmotionModel(path, threads=1, tta_hflip=True)
+    p, f = plain.predict(crops), full.predict(crops)
+    floor = float(np.median(p.max(1)))  # about half the faces under it
+    unsure = p.max(1) < floor
+    assert 0 < unsure.sum() < len(crops)
+    m = EmotionModel(path, threads=1, tta_hflip_below=floor)
+    got, mirrored = m.predict_counted(crops)
+    assert mirrored == unsure.sum()
+    np.testing.assert_allclose(got[unsure], f[unsure], atol=1e-5)
+    np.testing.assert_array_equal(got[~unsure], p[~unsure])
+    np.testing.assert_array_equal(m.predict(crops), got)
+    assert m.info.describe()["tta_hflip_below"] == floor
+    # Off (0) is the single pass; the full mirrored pass counts every face.
+    assert EmotionModel(path, threads=1).predict_counted(crops)[1] == 0
+    assert full.predict_counted(crops)[1] == len(crops)
+    assert m.predict_counted(crops[:0])[1] == 0
+    # Unused where every face is mirrored anyway (and so not claimed in the stats).
+    assert EmotionModel(path, tta_hflip=True, tta_hflip_below=0.7).tta_hflip_below == 0.0
+    graph = _linear_model(tmp_path / "in_graph.onnx", tta="hflip")
+    assert EmotionModel(graph, tta_hflip_below=0.7).predict_counted(crops)[1] == 0
+    with pytest.raises(ValueError, match="tta_hflip_below"):
+        EmotionModel(path, tta_hflip_below=1.5)
+
+
 def test_outer_tta_is_skipped_when_the_graph_mirrors(crops: np.ndarray, tmp_path: Path) -> None:
     path = _linear_model(tmp_path / "in_graph.onnx", tta="hflip")
     m = EmotionModel(path, threads=1, tta_hflip=True)

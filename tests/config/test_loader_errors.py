@@ -155,6 +155,12 @@ CASES: list[tuple[str, str, str, str]] = [
         "must be between 0.5 and 600",
     ),
     (
+        "mirror-floor-over-one",
+        CAM + "model:\n  tta_hflip_below: 1.5 # <--\n",
+        "model.tta_hflip_below",
+        "must be between 0 and 1 (got 1.5)",
+    ),
+    (
         "infinite-confidence",
         CAM + "events:\n  min_confidence: .inf # <--\n",
         "events.min_confidence",

@@ -116,6 +116,8 @@ def test_metrics_and_health_endpoints(tmp_path: Path, mosquitto: Any) -> None:
         # The sample picture has one face: detections and classifications happen.
         assert m["edge_camera_faces_detected_total{camera=door}"] >= 1
         assert m["edge_camera_weak_faces_detected_total{camera=door}"] >= 0
+        faces = m["edge_camera_faces_detected_total{camera=door}"]
+        assert 0 <= m["edge_camera_faces_mirrored_total{camera=door}"] <= faces
         # One face, well above min_face_px and under max_faces: nothing dropped.
         assert m["edge_camera_faces_too_small_total{camera=door}"] == 0
         assert m["edge_camera_faces_over_cap_total{camera=door}"] == 0
