@@ -50,9 +50,10 @@ class CountingModel:
     def __getattr__(self, name: str) -> object:
         return getattr(self._m, name)
 
-    def predict(self, crops: np.ndarray) -> np.ndarray:
+    def predict_counted(self, crops: np.ndarray) -> tuple[np.ndarray, int]:
+        """What the pipeline calls: the probabilities and the faces also mirrored."""
         self.batches.append(len(crops))
-        return self._m.predict(crops)
+        return self._m.predict_counted(crops)
 
 
 def run(an: CameraAnalyzer, images: list[np.ndarray]) -> list[str]:
