@@ -224,6 +224,7 @@ def run_bench(
     frames = int(lat.size)
     det_runs = sum(a.metrics.detections_run for a in analyzers)
     faces = sum(a.metrics.faces for a in analyzers)
+    mirrored = sum(a.metrics.faces_mirrored for a in analyzers)
     det_ms = np.concatenate([a.metrics.detect_ms.values() for a in analyzers])
     cls_ms = np.concatenate([a.metrics.classify_ms.values() for a in analyzers])
     decode_fps = n_dec / t_dec
@@ -254,6 +255,8 @@ def run_bench(
             round(float(np.median(cls_ms)), 2) if cls_ms.size else 0.0
         ),
         "faces_per_frame": round(faces / det_runs, 3) if det_runs else 0.0,
+        # model.tta_hflip_below: the share of faces classified twice (mirrored).
+        "faces_mirrored_share": round(mirrored / faces, 3) if faces else 0.0,
         "events": sum(events),
         "detector": cfg.detector.model,
         "every_n_frames": cfg.detector.every_n_frames,

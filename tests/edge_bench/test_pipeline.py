@@ -28,6 +28,7 @@ def test_bench_reports_decode_pipeline_and_baseline(face_video: Path) -> None:
     ratio = r["pipeline_fps"] / r["decode_fps"]
     assert r["pipeline_to_decode_ratio"] == pytest.approx(ratio, rel=0.05, abs=0.002)
     assert r["faces_per_frame"] == pytest.approx(1.0, abs=0.1)  # BlazeFace finds the face
+    assert 0.0 <= r["faces_mirrored_share"] <= 1.0  # model.tta_hflip_below's second passes
     assert r["naive_fps"] > 0 and r["naive_faces_per_frame"] > 0.5  # so does Haar
     assert r["pipeline_to_naive_ratio"] > 0
     assert r["latency_ms_p99"] >= r["latency_ms_p50"] > 0
@@ -107,3 +108,18 @@ def test_default_detection_stride_adds_no_false_tracks(videos_dir: Path, name: s
     assert len(track_emotions(video, _cfg(video, None), model)) <= len(
         track_emotions(video, _cfg(video, 1), model)
     )
+
+
+def test_bench_reports_the_share_of_faces_classified_mirrored(
+    face_video: Path, tmp_path: Path
+) -> None:
+    """model.tta_hflip_below 1.0 mirrors every face, 0 none: the report says which share."""
+    shares = []
+    for floor in (0.0, 1.0):
+        cfg = tmp_path / f"c{floor}.yaml"
+        cfg.write_text(
+            "cameras:\n  - name: b\n    source: {type: sample}\n"
+            f"model:\n  tta_hflip_below: {floor}\n"
+        )
+        shares.append(run_bench(face_video, config=cfg, max_frames=8)["faces_mirrored_share"])
+    assert shares == [0.0, 1.0]
