@@ -180,6 +180,17 @@ def test_a_face_that_scores_weakly_for_a_while_keeps_its_id(weak_floor: float, i
     assert an.metrics.snapshot()["weak_faces_total"] == weak  # what /metrics exports
 
 
+def _metrics_after(an: CameraAnalyzer, image: np.ndarray, frames: int) -> dict:
+    """The camera metrics' snapshot after ``frames`` frames of ``image`` at 10 fps."""
+    an.open()
+    try:
+        for i in range(frames):
+            an.process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, image))
+    finally:
+        an.close()
+    return an.metrics.snapshot()
+
+
 @pytest.mark.parametrize("floor", [0.0, 1.0])
 def test_faces_classified_mirrored_are_counted(floor: float) -> None:
     """model.tta_hflip_below: the camera's metrics count the faces that also went through
@@ -192,16 +203,8 @@ def test_faces_classified_mirrored_are_counted(floor: float) -> None:
             "cameras": [{"name": "cam", "source": {"type": "sample"}}],
         }
     )
-    an = CameraAnalyzer(
-        cfg.cameras[0], cfg, EmotionModel(tta_hflip_below=cfg.model.tta_hflip_below)
-    )
-    an.open()
-    try:
-        for i in range(5):
-            an.process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, img))
-    finally:
-        an.close()
-    snap = an.metrics.snapshot()
+    model = EmotionModel(tta_hflip_below=cfg.model.tta_hflip_below)
+    snap = _metrics_after(CameraAnalyzer(cfg.cameras[0], cfg, model), img, 5)
     assert snap["faces_total"] >= 5
     assert snap["faces_mirrored_total"] == (snap["faces_total"] if floor else 0)
 
@@ -223,13 +226,6 @@ def test_faces_the_detector_drops_are_counted_in_the_camera_metrics(
             "cameras": [{"name": "cam", "source": {"type": "sample"}}],
         }
     )
-    an = CameraAnalyzer(cfg.cameras[0], cfg, EmotionModel())
-    an.open()
-    try:
-        for i in range(3):
-            an.process(Frame("cam", i, 1.7e9 + i / 10, 100 + i / 10, two))
-    finally:
-        an.close()
-    snap = an.metrics.snapshot()
+    snap = _metrics_after(CameraAnalyzer(cfg.cameras[0], cfg, EmotionModel()), two, 3)
     assert snap[key] == 3 * (2 if key == "faces_too_small_total" else 1)
     assert snap["faces_total"] == (0 if key == "faces_too_small_total" else 3)
