@@ -226,12 +226,13 @@ class EmotionModel:
                 f"labels in its metadata"
             )
         self.input_name = inputs[0].name
-        if tta_hflip and self.contract.extra.get("tta") == "hflip":
-            # The graph already averages each face with its mirror image, so its output
-            # is mirror-invariant: a second, outer mirror pass would only double the cost.
+        # A graph that averages each face with its mirror image is mirror-invariant: an
+        # outer mirrored pass, for every face or the unsure ones, would only add cost.
+        in_graph = self.contract.extra.get("tta") == "hflip"
+        if tta_hflip and in_graph:
             log.info("%s already mirrors faces inside the model; model.tta_hflip ignored", path)
             self.tta_hflip = False
-        if self.tta_hflip or self.contract.extra.get("tta") == "hflip":
+        if self.tta_hflip or in_graph:
             self.tta_hflip_below = 0.0  # every face is mirrored already
         self.info = ModelInfo(
             path,
